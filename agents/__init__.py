@@ -1,0 +1,29 @@
+"""Things that act: exploration policies, dream-trained controllers, planners, SB3 bridges.
+
+Agents are found by name in ``AGENTS``: each entry is ``"module:function"``, a loader
+``load(run: RunDir, device: str, **options) -> Agent``. Adding an agent is one small module
+and one line here; ``wm collect --policy NAME`` and ``wm eval --agent NAME`` both use it.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from agents.base import Agent
+from worldmodels.errors import UserError
+
+AGENTS: dict[str, str] = {
+    "random": "agents.loaders:random",
+    "brownian": "agents.loaders:brownian",
+}
+
+
+def load_agent(name: str, run, device: str = "cpu", **options) -> Agent:
+    """Build agent ``name`` for run directory ``run`` (a ``RunDir``)."""
+    if name not in AGENTS:
+        raise UserError(f"unknown agent {name!r}; choose one of {', '.join(AGENTS)}")
+    module, _, function = AGENTS[name].partition(":")
+    return getattr(importlib.import_module(module), function)(run, device, **options)
+
+
+__all__ = ["AGENTS", "Agent", "load_agent"]

@@ -1,0 +1,157 @@
+"""``wm collect``: roll an agent out in a pixel env, one compressed ``.npz`` per episode.
+
+Episode ``i`` is seeded from ``(seed, i)``, so the data are the same whatever the worker
+count; finished episodes are never redone, partial or corrupt ones are recollected.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from envs.make import make_env
+from envs.pixels import PixelConfig
+from envs.spaces import ActionSpec
+from worldmodels.data import CorruptEpisode, episode_path, list_episodes, quick_check, save_episode
+from worldmodels.errors import UserError
+from worldmodels.executor import LocalExecutor, default_workers
+from worldmodels.rollout import episode_seed, run_episode
+from worldmodels.rundir import RunDir, versions
+
+
+@dataclass
+class CollectConfig:
+    """What ``wm collect`` does. ``env`` is a Gymnasium id or ``package.module:Callable``."""
+
+    env: str
+    episodes: int = 16
+    max_steps: int | None = None  # truncate episodes after this many agent steps
+    workers: int | None = None  # default: one per core
+    policy: str = "random"  # any name in agents.AGENTS
+    seed: int = 0
+    env_kwargs: dict = field(default_factory=dict)
+    frame_skip: int | None = None
+    crop: tuple[int, int, int, int] | None = None
+    device: str = "cpu"  # where a model-based policy runs in the workers
+
+
+def env_meta(config: CollectConfig) -> dict:
+    """Build the env once (failing early with a clear message) and describe it for run.json."""
+    pixels = PixelConfig.for_env(config.env, frame_skip=config.frame_skip, crop=config.crop)
+    env = make_env(config.env, pixels=pixels, **config.env_kwargs)
+    try:
+        action = ActionSpec.from_space(env.action_space)
+    finally:
+        env.close()
+    return {"spec": config.env, "kwargs": config.env_kwargs, "pixels": pixels.to_dict(),
+            "action_space": action.to_dict(), "max_steps": config.max_steps}
+
+
+def check_same_env(existing: dict, new: dict, root: Path) -> None:
+    for key in ("spec", "kwargs", "pixels", "action_space"):
+        if json.dumps(existing.get(key), sort_keys=True) != json.dumps(new.get(key), sort_keys=True):
+            raise UserError(
+                f"{root} was collected with a different env {key}: {existing.get(key)} (run.json) vs "
+                f"{new.get(key)} (now). Use a new --run directory for a different env or pipeline."
+            )
+
+
+# Worker state: built once per process by _init_worker.
+_WORKER: dict = {}
+
+
+def _init_worker(root: str, policy: str, device: str, max_steps: int | None) -> None:
+    from agents import load_agent
+
+    run = RunDir(root)
+    _WORKER["env"] = run.make_env(max_steps=max_steps)
+    _WORKER["agent"] = load_agent(policy, run, device)
+    _WORKER["dir"] = run.episodes
+
+
+def _collect_one(task: tuple[int, int]) -> dict:
+    index, seed = task
+    episode = run_episode(_WORKER["env"], _WORKER["agent"], seed)
+    size = save_episode(episode_path(_WORKER["dir"], index), **episode)
+    return {"index": index, "steps": len(episode["reward"]), "return": float(episode["reward"].sum()),
+            "bytes": size}
+
+
+def scan(run: RunDir, action: ActionSpec, episodes: int) -> tuple[list[int], list[str]]:
+    """Indices below ``episodes`` still to collect, and a report line per corrupt file removed."""
+    existing = list_episodes(run.episodes)
+    problems = []
+    for index, path in existing.items():
+        if index >= episodes:
+            continue
+        try:
+            quick_check(path, action)
+        except CorruptEpisode as e:
+            problems.append(f"corrupt episode, recollecting: {e}")
+            path.unlink()
+    existing = list_episodes(run.episodes)
+    return [i for i in range(episodes) if i not in existing], problems
+
+
+def collect(run: RunDir, config: CollectConfig, progress: bool = True) -> dict:
+    """Complete ``run`` to ``config.episodes`` episodes; returns the summary printed by the CLI."""
+    if config.episodes < 1:
+        raise UserError("--episodes must be at least 1")
+    meta_env = env_meta(config)
+    if run.exists():
+        meta = run.read_meta()
+        check_same_env(meta["env"], meta_env, run.root)
+    else:
+        meta = {"env": meta_env, "collections": [], "versions": versions()}
+    action = ActionSpec.from_dict(meta_env["action_space"])
+    run.root.mkdir(parents=True, exist_ok=True)
+    run.write_meta(meta)
+    todo, problems = scan(run, action, config.episodes)
+    for line in problems:
+        tqdm.write(line)
+
+    workers = config.workers or default_workers()
+    executor = LocalExecutor(workers, _init_worker, (str(run.root), config.policy, config.device, config.max_steps))
+    tasks = [(i, episode_seed(config.seed, i)) for i in todo]
+    start, steps = time.perf_counter(), 0
+    bar = tqdm(total=len(tasks), desc=f"collect {config.env}", unit="ep", disable=not progress or not tasks)
+    for result in executor.map_unordered(_collect_one, tasks):
+        steps += result["steps"]
+        bar.update(1)
+        bar.set_postfix(ret=f"{result['return']:.1f}", steps_s=f"{steps / (time.perf_counter() - start):.0f}")
+    bar.close()
+    elapsed = time.perf_counter() - start
+
+    if tasks:
+        meta = run.read_meta()
+        meta["collections"].append({"policy": config.policy, "seed": config.seed, "episodes": todo,
+                                    "max_steps": config.max_steps, "workers": workers,
+                                    "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        run.write_meta(meta)
+    return summarize(run, config.episodes, len(tasks), steps, elapsed)
+
+
+def summarize(run: RunDir, episodes: int, collected: int, steps: int, elapsed: float) -> dict:
+    paths = [p for i, p in list_episodes(run.episodes).items() if i < episodes]
+    returns, frames = [], 0
+    for path in paths:
+        with np.load(path) as data:
+            reward = data["reward"]
+        returns.append(float(reward.sum()))
+        frames += len(reward) + 1
+    returns = np.array(returns) if returns else np.zeros(1)
+    return {
+        "episodes": len(paths),
+        "collected": collected,
+        "frames": frames,
+        "return_mean": float(returns.mean()),
+        "return_min": float(returns.min()),
+        "return_max": float(returns.max()),
+        "steps_per_second": steps / elapsed if collected and elapsed > 0 else 0.0,
+        "disk_mb": sum(p.stat().st_size for p in paths) / 2**20,
+    }

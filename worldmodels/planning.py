@@ -1,0 +1,279 @@
+"""Latent planning: CEM / iCEM / MPPI over action sequences, and model-predictive control.
+
+``CEMOptimizer`` searches action sequences [H, A] that maximise any batched objective;
+``latent_returns`` is the PlaNet objective, the return a memory model predicts for each
+candidate; ``MPCPlanner`` re-plans at every step with a shifted warm start. Everything stays on
+the device of the action bounds; the objective is called once per iteration on the whole batch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from worldmodels.errors import UserError
+from worldmodels.models.memory import Memory, State
+
+Objective = Callable[[Tensor], Tensor]
+"""Candidates [N, H, A] (float; one-hot for discrete actions) -> returns [N], higher is better."""
+
+Bonus = Callable[[State, Tensor, Tensor, Tensor], Tensor]
+"""(state before the step, z_t [N, Z], a_t [N, A], z_{t+1} [N, Z]) -> extra reward [N]."""
+
+TerminalValue = Callable[[Tensor, Tensor], Tensor]
+"""(features [N, hidden_size], z [N, Z]) at the horizon -> value [N]."""
+
+METHODS = ("cem", "icem", "mppi")
+
+
+@dataclass
+class CEMConfig:
+    """Settings of the sampling-based planner; plain values, saved as JSON."""
+
+    horizon: int = 12  # H, planned steps
+    candidates: int = 1000  # N, sequences sampled per iteration (iCEM: at the first iteration)
+    iterations: int = 10
+    elites: int = 100  # K, best sequences that refit the distribution (cem, icem)
+    method: str = "cem"  # "cem" | "icem" (Pinneri et al. 2020) | "mppi"
+    discount: float = 1.0  # per-step discount of predicted rewards
+    init_std: float = 1.0  # std of the Gaussian at the first iteration (action units)
+    min_std: float = 0.05  # floor on the std, so re-planning keeps exploring
+    min_prob: float = 0.01  # discrete actions: floor on each action's probability, for the same reason
+    alpha: float = 0.0  # smoothing: new = alpha * old + (1 - alpha) * refit
+    noise_beta: float = 2.0  # icem: colored noise with power spectrum 1/f^beta along time (0 = white)
+    keep_elites: float = 0.3  # icem: fraction of elites carried into the next iteration
+    population_decay: float = 1.25  # icem: candidates divided by this each iteration, floor 2 * elites
+    mppi_temperature: float = 0.5  # mppi: weights softmax(returns / temperature) over all candidates
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.method not in METHODS, f"method must be one of {METHODS}, got {self.method!r}"),
+            (min(self.horizon, self.iterations, self.elites) < 1, "horizon, iterations, elites must be >= 1"),
+            (self.elites > self.candidates, "elites must be <= candidates"),
+            (not 0 <= self.alpha < 1, "alpha must lie in [0, 1)"),
+            (not 0 <= self.keep_elites <= 1, "keep_elites must lie in [0, 1]"),
+            (self.population_decay < 1, "population_decay must be >= 1"),
+            (min(self.mppi_temperature, self.init_std) <= 0, "mppi_temperature, init_std must be > 0"),
+            (min(self.min_std, self.min_prob) < 0, "min_std, min_prob must be >= 0"),
+        ]
+        problems = [message for bad, message in checks if bad]
+        if problems:
+            raise UserError("invalid planner config: " + "; ".join(problems))
+
+
+def colored_noise(
+    n: int, horizon: int, dim: int, beta: float, generator: torch.Generator | None = None, device=None
+) -> Tensor:
+    """[n, horizon, dim] standard-normal noise, power spectrum 1/f^beta along the time axis.
+
+    Each entry has unit variance; ``beta`` 0 is white noise, 2 is smooth (Brownian-like) noise.
+    """
+    freqs = torch.fft.rfftfreq(horizon, device=device)
+    freqs[0] = 1.0 / horizon  # the DC bin gets the power of the lowest frequency
+    scale = freqs.pow(-beta / 2)
+    mid = torch.ones_like(scale)  # 1 for complex bins, 0 for the real-only DC (and Nyquist) bins
+    mid[0] = 0.0
+    if horizon % 2 == 0:
+        mid[-1] = 0.0
+    parts = torch.randn((n, dim, freqs.numel(), 2), generator=generator, device=device) * scale[:, None]
+    spectrum = torch.complex(parts[..., 0] * (2 - mid).sqrt(), parts[..., 1] * mid)
+    sigma = (2 * ((1 + mid) * scale.square()).sum()).sqrt() / horizon  # std of the raw irfft output
+    return (torch.fft.irfft(spectrum, n=horizon) / sigma).transpose(1, 2)
+
+
+class CEMOptimizer:
+    """Cross-entropy method (or iCEM, MPPI) over action sequences.
+
+    Continuous: ``low``, ``high`` [A] bound a Gaussian plan (mean, std [H, A]); candidates are
+    clipped to the box. Discrete: ``n_actions`` = n, independent categoricals per step
+    (probabilities [H, n]); candidates are one-hot [N, H, n]. ``optimize`` returns the final
+    mean [H, A] or probability table [H, n].
+    """
+
+    def __init__(
+        self,
+        config: CEMConfig,
+        low: Tensor | None = None,
+        high: Tensor | None = None,
+        n_actions: int | None = None,
+        device: torch.device | str | None = None,
+    ) -> None:
+        if (low is None) != (high is None) or (low is None) == (n_actions is None):
+            raise ValueError("give either low and high (continuous) or n_actions (discrete)")
+        self.config = config
+        self.discrete = n_actions is not None
+        if low is not None and high is not None:
+            self.low = torch.as_tensor(low, dtype=torch.float32, device=device)
+            self.high = torch.as_tensor(high, dtype=torch.float32, device=self.low.device)
+            self.device = self.low.device
+            self.action_dim = self.low.numel()
+        else:
+            self.device = torch.device(device or "cpu")
+            self.action_dim = int(n_actions)
+
+    def initial_plan(self, steps: int | None = None) -> Tensor:
+        """[steps or H, A] zero mean (clipped to the box), or [steps or H, n] uniform probabilities."""
+        shape = (steps or self.config.horizon, self.action_dim)
+        if self.discrete:
+            return torch.full(shape, 1.0 / self.action_dim, device=self.device)
+        return torch.zeros(shape, device=self.device).clamp_(self.low, self.high)
+
+    def shift(self, plan: Tensor) -> Tensor:
+        """The warm start for the next step: ``plan`` [H, A] one step on, a fresh last step."""
+        return torch.cat([plan[1:], self.initial_plan(1)])
+
+    def first_action(self, plan: Tensor) -> Tensor | int:
+        """The action to execute now: ``plan[0]`` [A], or the most probable index for discrete."""
+        return int(plan[0].argmax()) if self.discrete else plan[0].clone()
+
+    @torch.no_grad()
+    def optimize(
+        self, objective: Objective, init_mean: Tensor | None = None, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """Maximise ``objective``; returns the plan [H, A] (in the box) or probabilities [H, n].
+
+        ``init_mean`` is a warm start of the same shape (e.g. the previous plan, shifted);
+        ``generator`` (on the device) makes the search reproducible.
+        """
+        c = self.config
+        mean = self.initial_plan() if init_mean is None else init_mean.to(self.device, torch.float32)
+        std = torch.full_like(mean, c.init_std)
+        kept = mean.new_empty((0, *mean.shape))
+        n_keep = int(c.keep_elites * c.elites) if c.method == "icem" else 0
+        for i in range(c.iterations):
+            samples = torch.cat([kept, self._sample(mean, std, self._population(i) - len(kept), generator)])
+            returns = objective(samples).float()
+            returns = torch.where(returns.isnan(), -math.inf, returns)
+            elites = returns.topk(c.elites).indices
+            weights = self._weights(returns, elites)
+            refit = torch.einsum("n,nha->ha", weights, samples)
+            if self.discrete:
+                refit = refit.clamp_min(c.min_prob)
+                refit = refit / refit.sum(-1, keepdim=True)
+            else:
+                spread = torch.einsum("n,nha->ha", weights, (samples - refit).square()).sqrt()
+                std = torch.lerp(spread.clamp_min(c.min_std), std, c.alpha)
+            mean = torch.lerp(refit, mean, c.alpha)
+            kept = samples[elites[:n_keep]]
+        return mean if self.discrete else torch.minimum(torch.maximum(mean, self.low), self.high)
+
+    def _population(self, iteration: int) -> int:
+        """Candidates at ``iteration``: N, or for iCEM N / decay^i with a floor of 2K (at most N)."""
+        c = self.config
+        if c.method != "icem":
+            return c.candidates
+        return max(int(c.candidates / c.population_decay**iteration), min(c.candidates, 2 * c.elites))
+
+    def _sample(self, mean: Tensor, std: Tensor, n: int, generator: torch.Generator | None) -> Tensor:
+        """[n, H, A] candidates: clipped Gaussian (colored for iCEM) or one-hot categorical draws."""
+        if self.discrete:
+            index = torch.multinomial(mean, n, replacement=True, generator=generator)  # [H, n]
+            return F.one_hot(index.T, self.action_dim).float()
+        horizon, dim = mean.shape
+        if self.config.method == "icem":
+            noise = colored_noise(n, horizon, dim, self.config.noise_beta, generator, self.device)
+        else:
+            noise = torch.randn((n, horizon, dim), generator=generator, device=self.device)
+        return torch.clamp(mean + std * noise, self.low, self.high)
+
+    def _weights(self, returns: Tensor, elites: Tensor) -> Tensor:
+        """[N] refit weights summing to 1: uniform over the elites, or MPPI's softmax of returns."""
+        if self.config.method == "mppi":
+            return torch.softmax(returns / self.config.mppi_temperature, dim=0)
+        return torch.zeros_like(returns).index_fill_(0, elites, 1.0 / len(elites))
+
+
+def latent_returns(
+    memory: Memory,
+    state: State,
+    z: Tensor,
+    actions: Tensor,
+    discount: float = 1.0,
+    temperature: float = 0.0,
+    bonus: Bonus | None = None,
+    terminal_value: TerminalValue | None = None,
+) -> Tensor:
+    """[N] predicted discounted return of each action sequence ``actions`` [N, H, A].
+
+    Starts every candidate from ``state`` (batch 1) and ``z`` [1, Z], expanded to N without
+    copies. Step t's reward (plus ``bonus``) counts with weight discount^t times the predicted
+    probability that the episode has not terminated before it; ``terminal_value`` of the final
+    features and z is added with discount^H and the survival probability after step H.
+    ``temperature`` 0 follows the mean next latent, > 0 samples it (global torch RNG).
+    """
+    n, horizon, _ = actions.shape
+    if z.shape[0] != 1:
+        raise ValueError(f"latent_returns plans from one state: z must be [1, Z], got {list(z.shape)}")
+    state = tuple(s.expand(n, *s.shape[1:]) for s in state)
+    z = z.expand(n, -1)
+    returns = actions.new_zeros(n)
+    alive = actions.new_ones(n)  # P(not terminated yet)
+    weight = 1.0  # discount^t
+    for t in range(horizon):
+        action = actions[:, t]
+        next_state = memory.step(state, z, action)
+        prediction = memory.predict(next_state)
+        next_z = prediction.next_z.mean if temperature == 0 else prediction.next_z.sample(temperature)
+        reward = prediction.reward if bonus is None else prediction.reward + bonus(state, z, action, next_z)
+        returns += weight * alive * reward
+        alive = alive * torch.sigmoid(-prediction.done_logit)
+        weight *= discount
+        state, z = next_state, next_z
+    if terminal_value is not None:
+        returns += weight * alive * terminal_value(memory.features(state), z)
+    return returns
+
+
+class MPCPlanner:
+    """Model-predictive control: re-plan every step, execute the first action, warm-start the next.
+
+    ``act`` plans in a memory model's latent space with ``latent_returns``; ``act_with_objective``
+    takes any batched objective (e.g. visual foresight's goal-image cost, negated).
+    """
+
+    def __init__(
+        self,
+        optimizer: CEMOptimizer,
+        temperature: float = 0.0,
+        bonus: Bonus | None = None,
+        terminal_value: TerminalValue | None = None,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        self.optimizer = optimizer
+        self.temperature = temperature
+        self.bonus = bonus
+        self.terminal_value = terminal_value
+        self.generator = generator
+        self.plan = optimizer.initial_plan()  # warm start [H, A] or [H, n]
+
+    def reset(self) -> None:
+        """Forget the warm start (call at the start of each episode)."""
+        self.plan = self.optimizer.initial_plan()
+
+    def act(self, memory: Memory, state: State, z: Tensor) -> Tensor | int:
+        """Action [A] (or index, discrete) from memory ``state`` (batch 1) and latent ``z`` [1, Z]."""
+
+        def objective(actions: Tensor) -> Tensor:
+            return latent_returns(
+                memory,
+                state,
+                z,
+                actions,
+                self.optimizer.config.discount,
+                self.temperature,
+                self.bonus,
+                self.terminal_value,
+            )
+
+        return self.act_with_objective(objective)
+
+    def act_with_objective(self, objective: Objective) -> Tensor | int:
+        """Optimise ``objective`` from the warm start, keep the shifted plan, return its first action."""
+        plan = self.optimizer.optimize(objective, init_mean=self.plan, generator=self.generator)
+        self.plan = self.optimizer.shift(plan)
+        return self.optimizer.first_action(plan)
