@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from worldmodels.errors import UserError
@@ -49,11 +48,54 @@ def cmd_collect(args) -> None:
           f"{s['steps_per_second']:.0f} env steps/s, {s['disk_mb']:.1f} MiB on disk -> {args.run}/episodes")
 
 
+def add_train(sub) -> None:
+    p = sub.add_parser("train", help="train the world model: vision (ConvVAE), then memory (MDN-RNN or VRNN)",
+                       description="Train the vision model on RUN/episodes, encode every episode to latents, "
+                                   "then train the memory model on latent sequences. Resumes by default.")
+    p.add_argument("stage", nargs="?", choices=["vision", "memory"], default=None,
+                   help="train only this stage (default: vision, then memory)")
+    p.add_argument("--run", required=True, help="run directory holding collected episodes")
+    p.add_argument("--epochs", type=int, default=None, help="epochs for each stage trained (default 10 vision, 20 memory)")
+    p.add_argument("--batch-size", type=int, default=None, help="batch size (default 64 frames / 32 sequences)")
+    p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 1e-3)")
+    p.add_argument("--memory", choices=["mdn", "vrnn"], default="mdn", help="memory model kind (default mdn)")
+    p.add_argument("--z-dim", type=int, default=32, help="VAE latent size (default 32)")
+    p.add_argument("--hidden-size", type=int, default=256, help="memory model recurrent size (default 256)")
+    p.add_argument("--seq-len", type=int, default=64, help="memory training window in steps (default 64)")
+    p.add_argument("--patience", type=int, default=5, help="early stopping: epochs without improvement (default 5)")
+    p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split, initialisation and batches")
+    p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
+                   help="continue an interrupted or shorter training (default); --no-resume starts over")
+    p.set_defaults(func=cmd_train)
+
+
+def cmd_train(args) -> None:
+    from worldmodels.rundir import RunDir
+    from worldmodels.train import MemoryTrainConfig, VisionTrainConfig, train_memory, train_vision
+
+    run = RunDir(args.run)
+    run.read_meta()
+    common = {"device": args.device, "seed": args.seed, "patience": args.patience}
+    given = {k: v for k, v in {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr}.items()
+             if v is not None}
+    if args.stage in (None, "vision"):
+        s = train_vision(run, VisionTrainConfig(z_dim=args.z_dim, **common, **given), resume=args.resume)
+        print(f"vision: {s['epochs']} epochs, best validation loss {s['best_val_loss']:.2f} -> {run.vision}")
+    if args.stage in (None, "memory"):
+        config = MemoryTrainConfig(kind=args.memory, hidden_size=args.hidden_size, seq_len=args.seq_len,
+                                   **common, **given)
+        s = train_memory(run, config, resume=args.resume)
+        print(f"memory: {s['epochs']} epochs, best validation loss {s['best_val_loss']:.3f} -> {run.memory}")
+    print(f"TensorBoard: tensorboard --logdir {run.tb}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="wm", description="worldmodels: learn a world model from pixels and act inside it.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="STAGE")
     add_collect(sub)
+    add_train(sub)
     return parser
 
 

@@ -153,8 +153,8 @@ class CEMOptimizer:
             weights = self._weights(returns, elites)
             refit = torch.einsum("n,nha->ha", weights, samples)
             if self.discrete:
-                refit = refit.clamp_min(c.min_prob)
-                refit = refit / refit.sum(-1, keepdim=True)
+                floor = min(c.min_prob, 1.0 / self.action_dim)
+                refit = refit * (1 - floor * self.action_dim) + floor  # each action keeps >= floor
             else:
                 spread = torch.einsum("n,nha->ha", weights, (samples - refit).square()).sqrt()
                 std = torch.lerp(spread.clamp_min(c.min_std), std, c.alpha)

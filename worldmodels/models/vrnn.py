@@ -157,7 +157,8 @@ class VRNN(nn.Module):
         Per frame x_t (frame 0 and every frame after a real step): ``nll`` = -log p(x_t | z_t, h_t)
         summed over dims with z_t ~ q, ``kl`` = KL(q || prior) summed over latent dims; both are
         averaged over real frames, ``elbo = -(nll + kl)``. ``reward`` (MSE) and ``done`` (weighted
-        BCE) are averaged over real steps. ``loss = nll + kl_weight * kl + reward, done terms``.
+        BCE) are averaged over real steps; ``loss = nll + kl_weight*kl + reward_weight*reward
+        + done_weight*done``.
         """
         c = self.config
         phi_x = self.phi_x(z)  # [B, T+1, F]

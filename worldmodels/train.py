@@ -1,0 +1,374 @@
+"""``wm train``: the vision model (ConvVAE) on frames, then the memory model on latent sequences.
+
+Both stages share one loop (``fit``): a held-out split of episodes, validation each epoch, the
+best checkpoint kept, early stopping, resume from ``last.pt``, TensorBoard, a progress bar.
+After vision training every episode is encoded once to (mu, logvar) in ``RUN/latents``; memory
+training re-samples ``z`` from them every batch, never re-running the VAE.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from worldmodels.checkpoint import (
+    check_memory_fits,
+    load_state,
+    load_vision,
+    read_config,
+    save_weights,
+    write_config,
+)
+from worldmodels.data import SequenceBatcher, list_episodes, load_episode, load_frames
+from worldmodels.device import pick_device
+from worldmodels.errors import UserError
+from worldmodels.models import MEMORY_CONFIGS, MEMORY_MODELS, ConvVAE, VAEConfig
+from worldmodels.rundir import RunDir, atomic_save_npz, atomic_torch_save, atomic_write_json
+
+
+@dataclass
+class VisionTrainConfig:
+    """ConvVAE training. lr 1e-3 learns at laptop scale (the paper's 1e-4 was set for 10M frames)."""
+
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 1e-3
+    z_dim: int = 32
+    kl_tolerance: float = 0.5
+    val_fraction: float = 0.1
+    patience: int = 5  # epochs without a better validation loss before stopping
+    seed: int = 0
+    device: str = "auto"
+
+
+@dataclass
+class MemoryTrainConfig:
+    """MDN-RNN / VRNN training on windows of ``seq_len`` steps re-sampled from (mu, logvar)."""
+
+    kind: str = "mdn"  # "mdn" | "vrnn"
+    epochs: int = 20
+    batch_size: int = 32
+    seq_len: int = 64
+    lr: float = 1e-3
+    hidden_size: int = 256
+    batches_per_epoch: int | None = None  # default: one pass over the training steps
+    grad_clip: float = 1.0
+    val_fraction: float = 0.1
+    patience: int = 5
+    seed: int = 0
+    device: str = "auto"
+
+
+def split_episodes(indices: list[int], val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Deterministic held-out split: (train, val). With one episode, it is both."""
+    if len(indices) < 2:
+        return list(indices), list(indices)
+    order = np.random.default_rng(seed).permutation(len(indices))
+    n_val = min(len(indices) - 1, max(1, round(val_fraction * len(indices))))
+    val = sorted(indices[i] for i in order[:n_val])
+    return sorted(set(indices) - set(val)), val
+
+
+def image_grid(rows: list[torch.Tensor]) -> torch.Tensor:
+    """Rows of images ``[N, 3, H, W]`` -> one image ``[3, R*H, N*W]`` (for TensorBoard)."""
+    return torch.cat([torch.cat(list(r), dim=2) for r in rows], dim=1).clamp(0, 1)
+
+
+def fit(name: str, model: torch.nn.Module, directory: Path, *, epochs: int, patience: int, lr: float,
+        device: torch.device, writer, train_batches: Callable[[int], Iterable[dict]],
+        val_batches: Callable[[], Iterable[dict]], units: Callable[[dict], int], unit: str,
+        grad_clip: float | None = None, log_media: Callable[[int], None] | None = None,
+        progress: bool = True) -> dict:
+    """Train ``model`` (which has ``loss(**batch) -> dict``) with Adam; resumable epoch by epoch.
+
+    ``directory/last.pt`` holds model, optimizer and bookkeeping after every epoch;
+    ``best.pt`` the weights with the lowest validation loss; ``summary.json`` is written when
+    training ends (all epochs, or ``patience`` epochs without improvement).
+    """
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    state = {"epoch": 0, "step": 0, "best_val": math.inf, "bad_epochs": 0, "history": []}
+    last = directory / "last.pt"
+    if last.exists():
+        saved = load_state(last, device)
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        state = {k: saved[k] for k in state}
+        print(f"{name}: resuming after epoch {state['epoch']} (step {state['step']})")
+    amp = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    start_time = time.perf_counter()
+    stopped_early = False
+    for epoch in range(state["epoch"], epochs):
+        model.train()
+        batches = list(train_batches(epoch))
+        bar = tqdm(batches, desc=f"{name} {epoch + 1}/{epochs}", disable=not progress, leave=False)
+        t0, seen, totals = time.perf_counter(), 0, {}
+        for batch in bar:
+            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            with amp:
+                losses = model.loss(**batch)
+            optimizer.zero_grad(set_to_none=True)
+            losses["loss"].backward()
+            if grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            optimizer.step()
+            state["step"] += 1
+            seen += units(batch)
+            rate = seen / (time.perf_counter() - t0)
+            for k, v in losses.items():
+                totals[k] = totals.get(k, 0.0) + float(v.detach())
+            bar.set_postfix(loss=f"{float(losses['loss']):.3f}", **{f"{unit}_s": f"{rate:.0f}"})
+            if state["step"] % 10 == 0:
+                for k, v in losses.items():
+                    writer.add_scalar(f"{name}/train_{k}", float(v.detach()), state["step"])
+        train = {k: v / max(len(batches), 1) for k, v in totals.items()}
+        val = evaluate(model, val_batches(), device, amp)
+        writer.add_scalar(f"{name}/throughput_{unit}_per_s", seen / (time.perf_counter() - t0), state["step"])
+        writer.add_scalar(f"{name}/lr", optimizer.param_groups[0]["lr"], state["step"])
+        for k, v in val.items():
+            writer.add_scalar(f"{name}/val_{k}", v, state["step"])
+        improved = val["loss"] < state["best_val"]
+        if improved:
+            state["best_val"], state["bad_epochs"] = val["loss"], 0
+            save_weights(directory / "best.pt", model)
+        else:
+            state["bad_epochs"] += 1
+        state["epoch"] = epoch + 1
+        state["history"].append({"epoch": epoch + 1, "train_loss": train.get("loss", math.nan),
+                                 "val": val, "rate": seen / (time.perf_counter() - t0)})
+        atomic_torch_save(last, {"model": model.state_dict(), "optimizer": optimizer.state_dict(), **state})
+        if log_media is not None:
+            model.eval()
+            log_media(state["step"])
+        writer.flush()
+        tqdm.write(f"{name} epoch {epoch + 1}/{epochs}: train {train.get('loss', math.nan):.4f} "
+                   f"val {val['loss']:.4f}{' *' if improved else ''} ({seen / (time.perf_counter() - t0):.0f} {unit}/s)")
+        if state["bad_epochs"] >= patience:
+            stopped_early = True
+            tqdm.write(f"{name}: no better validation loss for {patience} epochs, stopping early")
+            break
+    summary = {"epochs": state["epoch"], "requested_epochs": epochs, "steps": state["step"],
+               "best_val_loss": state["best_val"], "stopped_early": stopped_early,
+               "history": state["history"], "seconds": time.perf_counter() - start_time}
+    atomic_write_json(directory / "summary.json", summary)
+    return summary
+
+
+@torch.no_grad()
+def evaluate(model, batches: Iterable[dict], device: torch.device, amp) -> dict[str, float]:
+    """Validation losses averaged over batches."""
+    model.eval()
+    totals, n = {}, 0
+    for batch in batches:
+        batch = {k: v.to(device) for k, v in batch.items()}
+        with amp:
+            losses = model.loss(**batch)
+        for k, v in losses.items():
+            totals[k] = totals.get(k, 0.0) + float(v.detach())
+        n += 1
+    return {k: v / max(n, 1) for k, v in totals.items()}
+
+
+def already_done(directory: Path, epochs: int) -> dict | None:
+    """The summary of a finished stage that needs no more epochs, else None."""
+    path = directory / "summary.json"
+    if not path.exists():
+        return None
+    summary = json.loads(path.read_text())
+    if summary["stopped_early"] or summary["epochs"] >= epochs:
+        return summary
+    return None
+
+
+def prepare_stage(directory: Path, kind: str, config, resume: bool) -> None:
+    """Start over (``resume=False``) or check an existing stage holds the same kind of model."""
+    if not resume and directory.exists():
+        shutil.rmtree(directory)
+    if (directory / "config.json").exists():
+        existing_kind, existing = read_config(directory)
+        if existing_kind != kind or asdict(existing) != asdict(config):
+            raise UserError(f"{directory} holds a different model ({existing_kind}: {asdict(existing)}); "
+                            f"pass --no-resume to replace it with {kind}: {asdict(config)}")
+    directory.mkdir(parents=True, exist_ok=True)
+    write_config(directory, kind, config)
+
+
+def _writer(run: RunDir):
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(str(run.tb))
+
+
+def train_vision(run: RunDir, config: VisionTrainConfig, resume: bool = True, progress: bool = True) -> dict:
+    """Train the ConvVAE on the run's frames; then encode every episode to ``RUN/latents``."""
+    device = pick_device(config.device)
+    episodes = list_episodes(run.episodes)
+    if not episodes:
+        raise UserError(f"no episodes in {run.episodes}: run `wm collect ENV --run {run.root}` first")
+    model_config = VAEConfig(z_dim=config.z_dim, kl_tolerance=config.kl_tolerance)
+    prepare_stage(run.vision, "vae", model_config, resume)
+    done = already_done(run.vision, config.epochs)
+    if done is None:
+        torch.manual_seed(config.seed)
+        train_ids, val_ids = split_episodes(list(episodes), config.val_fraction, config.seed)
+        atomic_write_json(run.vision / "split.json", {"train": train_ids, "val": val_ids})
+        train_frames = torch.from_numpy(load_frames([episodes[i] for i in train_ids]))
+        val_frames = torch.from_numpy(load_frames([episodes[i] for i in val_ids]))
+        model = ConvVAE(model_config).to(device)
+        rng = torch.Generator().manual_seed(config.seed)
+
+        def train_batches(epoch: int):
+            order = torch.randperm(len(train_frames), generator=rng)
+            for i in range(0, len(order), config.batch_size):
+                yield {"frames": train_frames[order[i:i + config.batch_size]]}
+
+        def val_batches():
+            for i in range(0, len(val_frames), 256):
+                yield {"frames": val_frames[i:i + 256]}
+
+        sample = val_frames[torch.linspace(0, len(val_frames) - 1, 8).long()]
+        writer = _writer(run)
+
+        @torch.no_grad()
+        def log_media(step: int):
+            recon = model.decode(model.encode(sample.to(device))[0]).float().cpu()
+            real = sample.permute(0, 3, 1, 2).float() / 255
+            writer.add_image("vision/real_vs_reconstruction", image_grid([real, recon]), step)
+
+        print(f"vision: ConvVAE z={config.z_dim} on {len(train_frames)} frames "
+              f"({len(train_ids)} episodes, {len(val_frames)} held out) on {device}")
+        done = fit("vision", model, run.vision, epochs=config.epochs, patience=config.patience, lr=config.lr,
+                   device=device, writer=writer, train_batches=train_batches, val_batches=val_batches,
+                   units=lambda b: len(b["frames"]), unit="frames", log_media=log_media, progress=progress)
+        writer.close()
+    else:
+        print(f"vision: already trained ({done['epochs']} epochs, best val {done['best_val_loss']:.2f}); nothing to do")
+    encode_latents(run, device, progress=progress)
+    return done
+
+
+def _vision_id(run: RunDir) -> str:
+    stat = (run.vision / "best.pt").stat()
+    return f"{stat.st_size}-{stat.st_mtime_ns}"
+
+
+@torch.no_grad()
+def encode_latents(run: RunDir, device: torch.device, progress: bool = True) -> int:
+    """Encode every episode without up-to-date latents; returns how many were encoded."""
+    meta_path = run.latents / "meta.json"
+    vision_id = _vision_id(run)
+    if meta_path.exists() and json.loads(meta_path.read_text()).get("vision") != vision_id:
+        shutil.rmtree(run.latents)  # the vision model changed: every latent is stale
+    run.latents.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(meta_path, {"vision": vision_id})
+    done = list_episodes(run.latents)
+    todo = {i: p for i, p in list_episodes(run.episodes).items() if i not in done}
+    if not todo:
+        return 0
+    vae = load_vision(run, device)
+    action_spec = run.action_spec()
+    for path in tqdm(todo.values(), desc="encode latents", unit="ep", disable=not progress):
+        episode = load_episode(path, action_spec)
+        frames = torch.from_numpy(episode["obs"])
+        mus, logvars = [], []
+        for i in range(0, len(frames), 512):
+            mu, logvar = vae.encode(frames[i:i + 512].to(device))
+            mus.append(mu.float().cpu())
+            logvars.append(logvar.float().cpu())
+        atomic_save_npz(run.latents / path.name, mu=torch.cat(mus).numpy(), logvar=torch.cat(logvars).numpy(),
+                        action=episode["action"], reward=episode["reward"], terminated=episode["terminated"])
+    return len(todo)
+
+
+def load_latents(run: RunDir, indices: list[int]) -> list[dict[str, np.ndarray]]:
+    """Latent episodes for memory training: mu/logvar ``[T+1, Z]``, model-side actions ``[T, A]``."""
+    action_spec = run.action_spec()
+    paths = list_episodes(run.latents)
+    out = []
+    for i in indices:
+        with np.load(paths[i]) as data:
+            action = torch.from_numpy(data["action"])
+            out.append({"mu": data["mu"], "logvar": data["logvar"], "reward": data["reward"],
+                        "done": data["terminated"].astype(np.float32),
+                        "action": action_spec.to_model(action).numpy()})
+    return out
+
+
+def memory_model_config(kind: str, z_dim: int, action_dim: int, hidden_size: int):
+    if kind not in MEMORY_MODELS:
+        raise UserError(f"unknown memory model {kind!r}; choose one of {', '.join(MEMORY_MODELS)}")
+    return MEMORY_CONFIGS[kind](z_dim=z_dim, action_dim=action_dim, hidden_size=hidden_size)
+
+
+def train_memory(run: RunDir, config: MemoryTrainConfig, resume: bool = True, progress: bool = True) -> dict:
+    """Train the MDN-RNN or VRNN on the run's latent sequences."""
+    device = pick_device(config.device)
+    vae = load_vision(run, "cpu")
+    encode_latents(run, device, progress=progress)
+    action_spec = run.action_spec()
+    model_config = memory_model_config(config.kind, vae.z_dim, action_spec.dim, config.hidden_size)
+    prepare_stage(run.memory, config.kind, model_config, resume)
+    done = already_done(run.memory, config.epochs)
+    if done is not None:
+        print(f"memory: already trained ({done['epochs']} epochs, best val {done['best_val_loss']:.2f}); nothing to do")
+        return done
+    torch.manual_seed(config.seed)
+    train_ids, val_ids = split_episodes(list(list_episodes(run.latents)), config.val_fraction, config.seed)
+    train_data = SequenceBatcher(load_latents(run, train_ids), config.seq_len, seed=config.seed)
+    val_data = SequenceBatcher(load_latents(run, val_ids), config.seq_len, seed=config.seed + 1)
+    model = MEMORY_MODELS[config.kind](model_config).to(device)
+    check_memory_fits(model, run, vae)
+    per_epoch = config.batches_per_epoch or max(1, train_data.steps // (config.batch_size * config.seq_len))
+
+    def tensors(batch: dict) -> dict:
+        return {k: torch.from_numpy(v) for k, v in batch.items()}
+
+    def train_batches(epoch: int):
+        for _ in range(per_epoch):
+            yield tensors(train_data.sample(config.batch_size))
+
+    def val_batches():
+        for batch in val_data.iterate(config.batch_size):
+            yield tensors(batch)
+
+    writer = _writer(run)
+    vae = vae.to(device)
+    strip = val_data.window(np.array([0]), np.array([0]))
+
+    @torch.no_grad()
+    def log_media(step: int):
+        writer.add_image("memory/real_vs_dreamed", dream_strip(model, vae, tensors(strip), device), step)
+
+    print(f"memory: {config.kind.upper()} h={config.hidden_size} on {train_data.steps} steps "
+          f"({len(train_ids)} episodes, {val_data.steps} held out), {per_epoch} batches/epoch on {device}")
+    summary = fit("memory", model, run.memory, epochs=config.epochs, patience=config.patience, lr=config.lr,
+                  device=device, writer=writer, train_batches=train_batches, val_batches=val_batches,
+                  units=lambda b: int(b["mask"].sum()), unit="steps", grad_clip=config.grad_clip,
+                  log_media=log_media, progress=progress)
+    writer.close()
+    return summary
+
+
+@torch.no_grad()
+def dream_strip(memory, vae: ConvVAE, window: dict, device: torch.device, steps: int = 16) -> torch.Tensor:
+    """Real frames (decoded latents) above frames dreamed open-loop from the first one, same actions."""
+    z = window["z"][:1].to(device)
+    action = window["action"][:1].to(device)
+    steps = min(steps, action.shape[1])
+    state = memory.initial_state(1)
+    current, dreamed = z[:, 0], []
+    for t in range(steps):
+        state = memory.step(state, current, action[:, t])
+        current = memory.sample(state, 1.0)
+        dreamed.append(current)
+    real = vae.decode(z[0, 1:steps + 1]).float().cpu()
+    fake = vae.decode(torch.cat(dreamed)).float().cpu()
+    return image_grid([real, fake])
