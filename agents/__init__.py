@@ -15,6 +15,8 @@ from worldmodels.errors import UserError
 AGENTS: dict[str, str] = {
     "random": "agents.loaders:random",
     "brownian": "agents.loaders:brownian",
+    "controller": "agents.loaders:controller",
+    "sb3": "agents.loaders:sb3",
 }
 
 

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
+import torch
+
 from agents.random import BrownianAgent, RandomAgent
+from worldmodels.errors import UserError
 
 
 def random(run, device="cpu", **options):
@@ -11,3 +17,48 @@ def random(run, device="cpu", **options):
 
 def brownian(run, device="cpu", **options):
     return BrownianAgent(run.action_spec())
+
+
+def _world_model(run, device):
+    from worldmodels.checkpoint import load_memory, load_vision
+
+    vision = load_vision(run, device)
+    return vision, load_memory(run, device, vision)
+
+
+def controller(run, device="cpu", params=None, spec=None, **options):
+    """The dream-trained controller (``RUN/controller``), or explicit ``params``/``spec``."""
+    from agents.controller import ControllerSpec
+    from agents.world_model import WorldModelAgent
+
+    if params is None:
+        config_path = run.controller / "config.json"
+        if not config_path.exists():
+            raise UserError(f"no controller in {run.controller}: run `wm dream --run {run.root}` first")
+        spec = json.loads(config_path.read_text())["spec"]
+        with np.load(run.controller / "params.npz") as data:
+            params = data["params"]
+    spec = ControllerSpec(**spec)
+    vision, memory = _world_model(run, device)
+    action = run.action_spec()
+    if spec.in_dim != memory.z_dim + memory.hidden_size or spec.out_dim != action.dim:
+        raise UserError(f"controller {spec} does not fit the run's models (z={memory.z_dim}, "
+                        f"h={memory.hidden_size}, actions {action.dim}); retrain it with `wm dream --no-resume`")
+    weights = torch.as_tensor(np.asarray(params, np.float32), device=device)[None]
+    return WorldModelAgent(vision, memory, lambda f: spec.act(weights, f[None], action)[0], action, device)
+
+
+def sb3(run, device="cpu", algo=None, **options):
+    """A stable-baselines3 model trained in the dream (``RUN/controller/sb3_ALGO.zip``)."""
+    from agents.world_model import WorldModelAgent
+    from worldmodels.sb3 import load_sb3
+
+    model = load_sb3(run, algo, device)
+    vision, memory = _world_model(run, device)
+    action = run.action_spec()
+
+    def policy(features):
+        actions, _ = model.predict(features.cpu().numpy(), deterministic=True)
+        return torch.as_tensor(actions, device=device)
+
+    return WorldModelAgent(vision, memory, policy, action, device)

@@ -69,7 +69,9 @@ class LinearMemory:
     def features(self, state: State) -> Tensor:
         return state[0]
 
-    def loss(self, z: Tensor, action: Tensor, reward: Tensor, done: Tensor, mask: Tensor) -> dict[str, Tensor]:
+    def loss(
+        self, z: Tensor, action: Tensor, reward: Tensor, done: Tensor, mask: Tensor
+    ) -> dict[str, Tensor]:
         raise NotImplementedError("a fixed model: nothing to train")
 
 
@@ -79,7 +81,7 @@ class LinearMemory:
 # Precision differs by method at the default settings: iCEM evaluates fewer, smoother (colored)
 # sequences; MPPI weights all candidates with softmax(returns / 0.5), so candidates whose returns
 # differ by less than the temperature count alike and the std stops shrinking there.
-@pytest.mark.parametrize(("method", "tolerance"), [("cem", 0.03), ("icem", 0.1), ("mppi", 0.15)])
+@pytest.mark.parametrize(("method", "tolerance"), [("cem", 0.03), ("icem", 0.1), ("mppi", 0.1)])
 def test_finds_optimum_of_quadratic(method: str, tolerance: float) -> None:
     target = torch.linspace(-0.8, 0.8, 10).reshape(5, 2)
     optimizer = CEMOptimizer(CEMConfig(horizon=5, method=method), *box())  # N=1000, K=100, 10 iterations
@@ -98,10 +100,11 @@ def test_target_outside_box_gives_plan_on_boundary(method: str) -> None:
         seen.append(((actions >= low) & (actions <= high)).all())
         return quadratic(target)(actions)
 
-    plan = CEMOptimizer(CEMConfig(horizon=5, method=method), low, high).optimize(objective)
+    optimizer = CEMOptimizer(CEMConfig(horizon=5, method=method), low, high)
+    plan = optimizer.optimize(objective, generator=torch.Generator().manual_seed(0))
     assert all(seen), "every candidate lies in the box"
     assert ((plan >= low) & (plan <= high)).all()
-    assert (plan[:, 0] > 0.95).all() and (plan[:, 1] < 0.05).all()
+    assert (plan[:, 0] > 0.9).all() and (plan[:, 1] < 0.1).all()
 
 
 def test_objective_sees_whole_batch_once_per_iteration() -> None:
@@ -189,13 +192,13 @@ def test_latent_returns_bonus_terminal_value_and_sampling() -> None:
     actions = torch.tensor([0.25, 0.5]).expand(1, 4, 2)
 
     def progress(state: State, z: Tensor, action: Tensor, next_z: Tensor) -> Tensor:
-        assert torch.equal(state[0], z) or torch.equal(state[0], torch.zeros_like(z))  # state before step
+        assert torch.equal(state[0], z), "the bonus sees the state before the step"
         return (next_z - z).sum(-1)  # 0.75 per step
 
     def value(features: Tensor, z: Tensor) -> Tensor:
         return -10 * features.abs().sum(-1)  # final z = (2, 0): -20
 
-    state = memory.initial_state(1)
+    state = (z,)  # the fake model's state holds the current latent
     returns = latent_returns(memory, state, z, actions, bonus=progress, terminal_value=value)
     assert torch.allclose(returns, torch.tensor([-9.5 + 4 * 0.75 - 20.0]))
     torch.manual_seed(0)
@@ -226,7 +229,8 @@ def test_mpc_warm_start_is_previous_plan_shifted() -> None:
 
 
 def test_discrete_mpc_returns_index_and_fresh_uniform_last_step() -> None:
-    planner = MPCPlanner(CEMOptimizer(CEMConfig(horizon=3, candidates=100, elites=10), n_actions=3))
+    optimizer = CEMOptimizer(CEMConfig(horizon=3, candidates=100, elites=10), n_actions=3)
+    planner = MPCPlanner(optimizer, generator=torch.Generator().manual_seed(0))
     action = planner.act_with_objective(lambda actions: actions[:, :, 2].sum(1))  # action 2 always pays
     assert action == 2
     assert torch.equal(planner.plan.argmax(-1)[:2], torch.tensor([2, 2]))

@@ -90,12 +90,112 @@ def cmd_train(args) -> None:
     print(f"TensorBoard: tensorboard --logdir {run.tb}")
 
 
+def add_dream(sub) -> None:
+    p = sub.add_parser("dream", help="optimise a controller inside the dream (CMA-ES or any SB3 algorithm)",
+                       description="Train an agent entirely inside the learned world model. --algo cma (default) "
+                                   "runs CMA-ES on a linear controller, the population evaluated as one batched "
+                                   "dream; any other name trains that stable-baselines3 algorithm on batched dreams.")
+    p.add_argument("--run", required=True, help="run directory with trained vision and memory models")
+    p.add_argument("--algo", default="cma", help="cma (default), or a stable-baselines3 algorithm: ppo, a2c, sac, td3, ...")
+    p.add_argument("--generations", type=int, default=100, help="CMA-ES generations (default 100)")
+    p.add_argument("--population", type=int, default=64, help="CMA-ES population (default 64, the paper's)")
+    p.add_argument("--rollouts", type=int, default=16, help="dreams per candidate (default 16, the paper's)")
+    p.add_argument("--sigma0", type=float, default=0.1, help="CMA-ES initial step size (default 0.1)")
+    p.add_argument("--hidden", type=int, default=0, help="controller hidden layer width (default 0: linear)")
+    p.add_argument("--temperature", type=float, default=1.0, help="dream temperature tau (default 1.0)")
+    p.add_argument("--done-threshold", type=float, default=0.5, help="P(done) that ends a dream (default 0.5)")
+    p.add_argument("--dream-steps", type=int, default=1000, help="dream length limit in steps (default 1000)")
+    p.add_argument("--real-every", type=int, default=10,
+                   help="score CMA-ES's mean in the real env every K generations (default 10; 0: never)")
+    p.add_argument("--real-episodes", type=int, default=4, help="real episodes per check (default 4)")
+    p.add_argument("--real-max-steps", type=int, default=None, help="truncate real-env checks (default: the run's)")
+    p.add_argument("--select", choices=["real", "dream"], default="real",
+                   help="keep the controller that scored best in real checks (default) or CMA-ES's last mean")
+    p.add_argument("--timesteps", type=int, default=100_000, help="SB3: dream timesteps in total (default 100000)")
+    p.add_argument("--envs", type=int, default=16, help="SB3: parallel dreams (default 16)")
+    p.add_argument("--workers", type=int, default=None, help="worker processes for real-env checks")
+    p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
+                   help="continue a saved optimisation (default); --no-resume starts over")
+    p.set_defaults(func=cmd_dream)
+
+
+def cmd_dream(args) -> None:
+    from worldmodels.rundir import RunDir
+
+    run = RunDir(args.run)
+    run.read_meta()
+    if args.algo == "cma":
+        from worldmodels.evolution import CMAConfig, train_cma
+
+        if not args.resume:
+            for name in ("cma_state.pkl", "history.json", "params.npz", "config.json"):
+                (run.controller / name).unlink(missing_ok=True)
+        config = CMAConfig(generations=args.generations, population=args.population, rollouts=args.rollouts,
+                           sigma0=args.sigma0, hidden=args.hidden, temperature=args.temperature,
+                           done_threshold=args.done_threshold, max_steps=args.dream_steps,
+                           real_every=args.real_every, real_episodes=args.real_episodes,
+                           real_max_steps=args.real_max_steps, select=args.select, workers=args.workers,
+                           seed=args.seed, device=args.device)
+        history = train_cma(run, config)
+        last = history["generations"][-1]
+        line = f"dream: {last['generation']} generations, dream fitness best {last['best']:.1f} mean {last['mean']:.1f}"
+        if history["best_real"]:
+            best = history["best_real"]
+            line += f"; best real-env check {best['mean']:.1f} +- {best['std']:.1f} (generation {best['generation']})"
+        print(f"{line} -> {run.controller}")
+    else:
+        from worldmodels.sb3 import SB3Config, sb3_path, train_sb3
+
+        if not args.resume and sb3_path(run, args.algo).exists():
+            sb3_path(run, args.algo).unlink()
+        info = train_sb3(run, SB3Config(algo=args.algo, timesteps=args.timesteps, envs=args.envs,
+                                        temperature=args.temperature, done_threshold=args.done_threshold,
+                                        max_steps=args.dream_steps, seed=args.seed, device=args.device))
+        print(f"dream: {info['algo'].upper()} trained for {info['timesteps']} dream steps -> {info['path']}")
+    print(f"next: wm eval --run {run.root} --agent {'controller' if args.algo == 'cma' else 'sb3'}")
+
+
+def add_eval(sub) -> None:
+    from agents import AGENTS
+
+    p = sub.add_parser("eval", help="score an agent in the real env",
+                       description="Run an agent in the real env (as recorded in run.json) for N seeded episodes "
+                                   "on W workers; writes RUN/eval/results.json.")
+    p.add_argument("--run", required=True, help="run directory")
+    p.add_argument("--agent", default="controller", help=f"one of {', '.join(AGENTS)} (default controller)")
+    p.add_argument("--episodes", type=int, default=10, help="episodes (default 10)")
+    p.add_argument("--workers", type=int, default=None, help="worker processes (default: number of cores)")
+    p.add_argument("--max-steps", type=int, default=None, help="truncate episodes (default: the run's setting)")
+    p.add_argument("--video", action="store_true", help="write mp4s of the best and worst episode")
+    p.add_argument("--seed", type=int, default=0, help="episode i is seeded from (seed, i) (default 0)")
+    p.add_argument("--algo", default=None, help="for --agent sb3: which saved algorithm")
+    p.set_defaults(func=cmd_eval)
+
+
+def cmd_eval(args) -> None:
+    from worldmodels.evaluate import evaluate
+    from worldmodels.rundir import RunDir
+
+    run = RunDir(args.run)
+    options = {"algo": args.algo} if args.algo else {}
+    s = evaluate(run, args.agent, episodes=args.episodes, workers=args.workers, seed=args.seed,
+                 max_steps=args.max_steps, video=args.video, agent_options=options)
+    print(f"eval {args.agent}: {s['mean']:.1f} +- {s['std']:.1f} over {s['episodes']} episodes "
+          f"(min {s['min']:.1f}, max {s['max']:.1f}) -> {run.eval / 'results.json'}")
+    for name, path in s.get("videos", {}).items():
+        print(f"  {name} episode video: {path}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="wm", description="worldmodels: learn a world model from pixels and act inside it.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="STAGE")
     add_collect(sub)
     add_train(sub)
+    add_dream(sub)
+    add_eval(sub)
     return parser
 
 

@@ -84,6 +84,8 @@ def _collect_one(task: tuple[int, int]) -> dict:
 
 def scan(run: RunDir, action: ActionSpec, episodes: int) -> tuple[list[int], list[str]]:
     """Indices below ``episodes`` still to collect, and a report line per corrupt file removed."""
+    for tmp in run.episodes.glob(".episode_*.tmp-*"):
+        tmp.unlink()  # a write cut short by a killed collection
     existing = list_episodes(run.episodes)
     problems = []
     for index, path in existing.items():

@@ -45,7 +45,7 @@ class CEMConfig:
     min_std: float = 0.05  # floor on the std, so re-planning keeps exploring
     min_prob: float = 0.01  # discrete actions: floor on each action's probability, for the same reason
     alpha: float = 0.0  # smoothing: new = alpha * old + (1 - alpha) * refit
-    noise_beta: float = 2.0  # icem: colored noise with power spectrum 1/f^beta along time (0 = white)
+    noise_beta: float = 2.0  # icem, continuous: colored noise, power spectrum 1/f^beta along time (0 = white)
     keep_elites: float = 0.3  # icem: fraction of elites carried into the next iteration
     population_decay: float = 1.25  # icem: candidates divided by this each iteration, floor 2 * elites
     mppi_temperature: float = 0.5  # mppi: weights softmax(returns / temperature) over all candidates
@@ -67,7 +67,12 @@ class CEMConfig:
 
 
 def colored_noise(
-    n: int, horizon: int, dim: int, beta: float, generator: torch.Generator | None = None, device=None
+    n: int,
+    horizon: int,
+    dim: int,
+    beta: float,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
 ) -> Tensor:
     """[n, horizon, dim] standard-normal noise, power spectrum 1/f^beta along the time axis.
 
@@ -156,7 +161,8 @@ class CEMOptimizer:
                 floor = min(c.min_prob, 1.0 / self.action_dim)
                 refit = refit * (1 - floor * self.action_dim) + floor  # each action keeps >= floor
             else:
-                spread = torch.einsum("n,nha->ha", weights, (samples - refit).square()).sqrt()
+                # spread around the mean sampled from (as CMA-ES): stays wide while the mean moves
+                spread = torch.einsum("n,nha->ha", weights, (samples - mean).square()).sqrt()
                 std = torch.lerp(spread.clamp_min(c.min_std), std, c.alpha)
             mean = torch.lerp(refit, mean, c.alpha)
             kept = samples[elites[:n_keep]]

@@ -12,7 +12,7 @@ import json
 import math
 import shutil
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -83,12 +83,28 @@ def image_grid(rows: list[torch.Tensor]) -> torch.Tensor:
     return torch.cat([torch.cat(list(r), dim=2) for r in rows], dim=1).clamp(0, 1)
 
 
+def frame_batches(frames: torch.Tensor, batch_size: int, generator: torch.Generator) -> Iterator[dict]:
+    """One epoch of VAE batches: uint8 ``frames`` ``[N, 64, 64, 3]``, shuffled, ``batch_size`` at a time."""
+    order = torch.randperm(len(frames), generator=generator)
+    for i in range(0, len(order), batch_size):
+        yield {"frames": frames[order[i:i + batch_size]]}
+
+
+def sequence_batches(data: SequenceBatcher, batch_size: int, count: int) -> Iterator[dict]:
+    """``count`` random memory batches from ``data`` as tensors (shapes in ``SequenceBatcher``)."""
+    for _ in range(count):
+        yield {k: torch.from_numpy(v) for k, v in data.sample(batch_size).items()}
+
+
 def fit(name: str, model: torch.nn.Module, directory: Path, *, epochs: int, patience: int, lr: float,
-        device: torch.device, writer, train_batches: Callable[[int], Iterable[dict]],
+        device: torch.device, writer, train_batches: Callable[[int], Iterable[dict]], batches_per_epoch: int,
         val_batches: Callable[[], Iterable[dict]], units: Callable[[dict], int], unit: str,
         grad_clip: float | None = None, log_media: Callable[[int], None] | None = None,
         progress: bool = True) -> dict:
     """Train ``model`` (which has ``loss(**batch) -> dict``) with Adam; resumable epoch by epoch.
+
+    ``train_batches(epoch)`` yields about ``batches_per_epoch`` batches (the progress bar's total),
+    lazily: the throughput logged (``unit``/s) covers loading and training, not validation.
 
     ``directory/last.pt`` holds model, optimizer and bookkeeping after every epoch;
     ``best.pt`` the weights with the lowest validation loss; ``summary.json`` is written when
@@ -108,9 +124,9 @@ def fit(name: str, model: torch.nn.Module, directory: Path, *, epochs: int, pati
     stopped_early = False
     for epoch in range(state["epoch"], epochs):
         model.train()
-        batches = list(train_batches(epoch))
-        bar = tqdm(batches, desc=f"{name} {epoch + 1}/{epochs}", disable=not progress, leave=False)
-        t0, seen, totals = time.perf_counter(), 0, {}
+        bar = tqdm(train_batches(epoch), total=batches_per_epoch, desc=f"{name} {epoch + 1}/{epochs}",
+                   disable=not progress, leave=False)
+        t0, seen, count, totals = time.perf_counter(), 0, 0, {}
         for batch in bar:
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
             with amp:
@@ -121,17 +137,20 @@ def fit(name: str, model: torch.nn.Module, directory: Path, *, epochs: int, pati
                 torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
             optimizer.step()
             state["step"] += 1
+            count += 1
             seen += units(batch)
             rate = seen / (time.perf_counter() - t0)
-            for k, v in losses.items():
-                totals[k] = totals.get(k, 0.0) + float(v.detach())
-            bar.set_postfix(loss=f"{float(losses['loss']):.3f}", **{f"{unit}_s": f"{rate:.0f}"})
+            values = {k: float(v.detach()) for k, v in losses.items()}
+            for k, v in values.items():
+                totals[k] = totals.get(k, 0.0) + v
+            bar.set_postfix(loss=f"{values['loss']:.3f}", **{f"{unit}_s": f"{rate:.0f}"})
             if state["step"] % 10 == 0:
-                for k, v in losses.items():
-                    writer.add_scalar(f"{name}/train_{k}", float(v.detach()), state["step"])
-        train = {k: v / max(len(batches), 1) for k, v in totals.items()}
+                for k, v in values.items():
+                    writer.add_scalar(f"{name}/train_{k}", v, state["step"])
+        rate = seen / (time.perf_counter() - t0)
+        train = {k: v / max(count, 1) for k, v in totals.items()}
         val = evaluate(model, val_batches(), device, amp)
-        writer.add_scalar(f"{name}/throughput_{unit}_per_s", seen / (time.perf_counter() - t0), state["step"])
+        writer.add_scalar(f"{name}/throughput_{unit}_per_s", rate, state["step"])
         writer.add_scalar(f"{name}/lr", optimizer.param_groups[0]["lr"], state["step"])
         for k, v in val.items():
             writer.add_scalar(f"{name}/val_{k}", v, state["step"])
@@ -143,14 +162,14 @@ def fit(name: str, model: torch.nn.Module, directory: Path, *, epochs: int, pati
             state["bad_epochs"] += 1
         state["epoch"] = epoch + 1
         state["history"].append({"epoch": epoch + 1, "train_loss": train.get("loss", math.nan),
-                                 "val": val, "rate": seen / (time.perf_counter() - t0)})
+                                 "val": val, "rate": rate})
         atomic_torch_save(last, {"model": model.state_dict(), "optimizer": optimizer.state_dict(), **state})
         if log_media is not None:
             model.eval()
             log_media(state["step"])
         writer.flush()
         tqdm.write(f"{name} epoch {epoch + 1}/{epochs}: train {train.get('loss', math.nan):.4f} "
-                   f"val {val['loss']:.4f}{' *' if improved else ''} ({seen / (time.perf_counter() - t0):.0f} {unit}/s)")
+                   f"val {val['loss']:.4f}{' *' if improved else ''} ({rate:.0f} {unit}/s)")
         if state["bad_epochs"] >= patience:
             stopped_early = True
             tqdm.write(f"{name}: no better validation loss for {patience} epochs, stopping early")
@@ -225,11 +244,6 @@ def train_vision(run: RunDir, config: VisionTrainConfig, resume: bool = True, pr
         model = ConvVAE(model_config).to(device)
         rng = torch.Generator().manual_seed(config.seed)
 
-        def train_batches(epoch: int):
-            order = torch.randperm(len(train_frames), generator=rng)
-            for i in range(0, len(order), config.batch_size):
-                yield {"frames": train_frames[order[i:i + config.batch_size]]}
-
         def val_batches():
             for i in range(0, len(val_frames), 256):
                 yield {"frames": val_frames[i:i + 256]}
@@ -246,7 +260,9 @@ def train_vision(run: RunDir, config: VisionTrainConfig, resume: bool = True, pr
         print(f"vision: ConvVAE z={config.z_dim} on {len(train_frames)} frames "
               f"({len(train_ids)} episodes, {len(val_frames)} held out) on {device}")
         done = fit("vision", model, run.vision, epochs=config.epochs, patience=config.patience, lr=config.lr,
-                   device=device, writer=writer, train_batches=train_batches, val_batches=val_batches,
+                   device=device, writer=writer,
+                   train_batches=lambda _: frame_batches(train_frames, config.batch_size, rng),
+                   batches_per_epoch=math.ceil(len(train_frames) / config.batch_size), val_batches=val_batches,
                    units=lambda b: len(b["frames"]), unit="frames", log_media=log_media, progress=progress)
         writer.close()
     else:
@@ -331,10 +347,6 @@ def train_memory(run: RunDir, config: MemoryTrainConfig, resume: bool = True, pr
     def tensors(batch: dict) -> dict:
         return {k: torch.from_numpy(v) for k, v in batch.items()}
 
-    def train_batches(epoch: int):
-        for _ in range(per_epoch):
-            yield tensors(train_data.sample(config.batch_size))
-
     def val_batches():
         for batch in val_data.iterate(config.batch_size):
             yield tensors(batch)
@@ -350,9 +362,10 @@ def train_memory(run: RunDir, config: MemoryTrainConfig, resume: bool = True, pr
     print(f"memory: {config.kind.upper()} h={config.hidden_size} on {train_data.steps} steps "
           f"({len(train_ids)} episodes, {val_data.steps} held out), {per_epoch} batches/epoch on {device}")
     summary = fit("memory", model, run.memory, epochs=config.epochs, patience=config.patience, lr=config.lr,
-                  device=device, writer=writer, train_batches=train_batches, val_batches=val_batches,
-                  units=lambda b: int(b["mask"].sum()), unit="steps", grad_clip=config.grad_clip,
-                  log_media=log_media, progress=progress)
+                  device=device, writer=writer,
+                  train_batches=lambda _: sequence_batches(train_data, config.batch_size, per_epoch),
+                  batches_per_epoch=per_epoch, val_batches=val_batches, units=lambda b: int(b["mask"].sum()),
+                  unit="steps", grad_clip=config.grad_clip, log_media=log_media, progress=progress)
     writer.close()
     return summary
 

@@ -1,0 +1,252 @@
+"""``wm train`` end to end on a small Catch run: learning, resume, checkpoints, latents, split, TensorBoard."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from worldmodels.checkpoint import build, load_memory, load_vision, read_config, save_weights, write_config
+from worldmodels.cli import main
+from worldmodels.collect import CollectConfig, collect
+from worldmodels.data import list_episodes
+from worldmodels.errors import UserError
+from worldmodels.models import ConvVAE, VAEConfig
+from worldmodels.rundir import RunDir
+from worldmodels.train import (
+    MemoryTrainConfig,
+    VisionTrainConfig,
+    encode_latents,
+    split_episodes,
+    train_memory,
+    train_vision,
+)
+
+EPISODES = 12
+# Mechanics, not capacity: a small memory model on short windows.
+MEMORY_FLAGS = ["--hidden-size", "32", "--seq-len", "12", "--batch-size", "16"]
+
+
+@pytest.fixture(scope="session")
+def catch_run(tmp_path_factory) -> Path:
+    """A collected Catch run (12 random-policy episodes), never modified: copy it with ``copy_run``."""
+    root = tmp_path_factory.mktemp("catch") / "run"
+    collect(RunDir(root), CollectConfig(env="envs.catch:Catch", episodes=EPISODES, workers=1), progress=False)
+    return root
+
+
+@pytest.fixture(scope="session")
+def trained_run(catch_run, tmp_path_factory) -> Path:
+    """``catch_run`` with a ConvVAE (3 epochs) and an MDN-RNN (3 epochs x 12 batches) trained; read-only."""
+    root = copy_run(catch_run, tmp_path_factory.mktemp("trained") / "run")
+    run = RunDir(root)
+    train_vision(run, VisionTrainConfig(epochs=3, batch_size=32), progress=False)
+    train_memory(run, MemoryTrainConfig(epochs=3, hidden_size=32, seq_len=12, batch_size=16, batches_per_epoch=12),
+                 progress=False)
+    return root
+
+
+def copy_run(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+def summary(stage: Path) -> dict:
+    return json.loads((stage / "summary.json").read_text())
+
+
+def mtimes(directory: Path, pattern: str = "*") -> dict[str, int]:
+    return {p.name: p.stat().st_mtime_ns for p in sorted(Path(directory).glob(pattern))}
+
+
+def wm(*args: str | Path) -> int:
+    return main(["train", *map(str, args)])
+
+
+# ------------------------------------------------------------------------------------- learning
+
+
+def test_vae_reconstruction_and_memory_nll_fall(trained_run):
+    vision = summary(RunDir(trained_run).vision)["history"]
+    memory = summary(RunDir(trained_run).memory)["history"]
+    assert len(vision) == 3 and len(memory) == 3
+    # The VAE finds the black background within the first epoch, then the ball and the paddle.
+    assert vision[-1]["train_loss"] < 0.5 * vision[0]["train_loss"]
+    assert vision[-1]["val"]["recon"] < 0.92 * vision[0]["val"]["recon"]
+    assert memory[-1]["val"]["nll"] < 0.9 * memory[0]["val"]["nll"]
+    assert memory[-1]["train_loss"] < 0.9 * memory[0]["train_loss"]
+
+
+def test_vrnn_trains_without_nan(trained_run, tmp_path, capsys):
+    run = RunDir(copy_run(trained_run, tmp_path / "run"))
+    assert wm("memory", "--run", run.root, "--memory", "vrnn", "--no-resume", "--epochs", "2", *MEMORY_FLAGS) == 0
+    s = summary(run.memory)
+    assert read_config(run.memory)[0] == "vrnn" and s["epochs"] == 2
+    values = [h["train_loss"] for h in s["history"]] + [v for h in s["history"] for v in h["val"].values()]
+    assert all(math.isfinite(v) for v in values)
+    assert {"nll", "kl", "reward", "done"} <= set(s["history"][0]["val"])
+    memory = load_memory(run, vision=load_vision(run))
+    assert type(memory).__name__ == "VRNN"
+
+
+# ---------------------------------------------------------------------------------- checkpoints
+
+
+@pytest.mark.parametrize("stage", ["vision", "memory"])
+def test_checkpoints_load_weights_only_and_config_round_trips(trained_run, tmp_path, stage):
+    directory = Path(trained_run) / stage
+    best = torch.load(directory / "best.pt", weights_only=True)
+    assert all(isinstance(v, torch.Tensor) for v in best.values())
+    last = torch.load(directory / "last.pt", weights_only=True)
+    assert last["epoch"] == 3 and len(last["history"]) == 3 and {"model", "optimizer"} <= set(last)
+    kind, config = read_config(directory)
+    assert json.loads((directory / "config.json").read_text()) == {"kind": kind, "config": asdict(config)}
+    write_config(tmp_path, kind, config)
+    assert read_config(tmp_path) == (kind, config)
+    model = build(directory)
+    assert not model.training
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in best.items())
+
+
+# --------------------------------------------------------------------------------------- resume
+
+
+def test_resume_continues_then_does_nothing(catch_run, tmp_path, capsys):
+    run = RunDir(copy_run(catch_run, tmp_path / "run"))
+    flags = ["vision", "--run", run.root, "--batch-size", "64"]
+    assert wm(*flags, "--epochs", "2") == 0
+    steps_per_epoch = summary(run.vision)["steps"] // 2
+    capsys.readouterr()
+    assert wm(*flags, "--epochs", "4") == 0
+    assert "resuming after epoch 2" in capsys.readouterr().out
+    s = summary(run.vision)
+    assert s["epochs"] == 4 and s["steps"] == 4 * steps_per_epoch
+    assert [h["epoch"] for h in s["history"]] == [1, 2, 3, 4]
+    assert torch.load(run.vision / "last.pt", weights_only=True)["step"] == 4 * steps_per_epoch
+
+    before = mtimes(run.vision) | mtimes(run.latents)
+    assert wm(*flags, "--epochs", "4") == 0
+    assert "already trained" in capsys.readouterr().out
+    assert mtimes(run.vision) | mtimes(run.latents) == before
+
+
+def test_no_resume_starts_over(trained_run, tmp_path):
+    run = RunDir(copy_run(trained_run, tmp_path / "run"))
+    assert wm("memory", "--run", run.root, "--no-resume", "--epochs", "1", *MEMORY_FLAGS) == 0
+    s = summary(run.memory)
+    assert s["epochs"] == 1 and len(s["history"]) == 1
+    assert torch.load(run.memory / "last.pt", weights_only=True)["step"] == s["steps"] < 36
+
+
+# ----------------------------------------------------------------------------- mismatches
+
+
+def test_memory_of_another_action_space_is_refused(trained_run, tmp_path, capsys):
+    run = RunDir(copy_run(trained_run, tmp_path / "run"))
+    meta = run.read_meta()
+    meta["env"]["action_space"]["dim"] = 5  # as if memory/ came from a run with Discrete(5)
+    run.write_meta(meta)
+    with pytest.raises(UserError, match="actions of size 3.*size 5"):
+        load_memory(run)
+    before = mtimes(run.memory)
+    assert wm("memory", "--run", run.root, *MEMORY_FLAGS) == 2
+    err = capsys.readouterr().err
+    assert "different model" in err and "--no-resume" in err and "Traceback" not in err
+    assert mtimes(run.memory) == before
+
+
+def test_memory_of_another_kind_is_refused(trained_run, tmp_path, capsys):
+    run = RunDir(copy_run(trained_run, tmp_path / "run"))
+    before = mtimes(run.memory)
+    assert wm("memory", "--run", run.root, "--memory", "vrnn", *MEMORY_FLAGS) == 2
+    err = capsys.readouterr().err
+    assert "mdn" in err and "vrnn" in err and "--no-resume" in err
+    assert mtimes(run.memory) == before
+
+
+def test_weights_of_another_z_size_are_refused(trained_run, tmp_path, capsys):
+    run = RunDir(copy_run(trained_run, tmp_path / "run"))
+    save_weights(run.vision / "best.pt", ConvVAE(VAEConfig(z_dim=16)))
+    with pytest.raises(UserError, match="does not fit"):
+        load_vision(run)
+    assert wm("memory", "--run", run.root, *MEMORY_FLAGS) == 2
+    assert "does not fit the model" in capsys.readouterr().err
+
+    (run.vision / "best.pt").write_bytes(b"not a checkpoint")
+    assert wm("memory", "--run", run.root, *MEMORY_FLAGS) == 2
+    assert "cannot read checkpoint" in capsys.readouterr().err
+
+
+def test_memory_of_another_z_size_is_refused(trained_run, tmp_path):
+    run = RunDir(copy_run(trained_run, tmp_path / "run"))
+    save_weights(run.vision / "best.pt", ConvVAE(VAEConfig(z_dim=16)))
+    write_config(run.vision, "vae", VAEConfig(z_dim=16))
+    with pytest.raises(UserError, match="z=32, the vision model z=16"):
+        load_memory(run, vision=load_vision(run))
+    with pytest.raises(UserError, match="different model"):
+        train_memory(run, MemoryTrainConfig(epochs=1, hidden_size=32, seq_len=12), progress=False)
+
+
+# ---------------------------------------------------------------------------------------- latents
+
+
+def test_latents_written_once_and_reencoded_only_when_needed(trained_run, tmp_path):
+    run = RunDir(copy_run(trained_run, tmp_path / "run"))
+    assert set(list_episodes(run.latents)) == set(range(EPISODES))
+    with np.load(list_episodes(run.latents)[0]) as latent, np.load(list_episodes(run.episodes)[0]) as episode:
+        assert latent["mu"].shape == (len(episode["obs"]), 32) == latent["logvar"].shape
+    before = mtimes(run.latents, "episode_*")
+    assert encode_latents(run, torch.device("cpu"), progress=False) == 0
+    assert mtimes(run.latents, "episode_*") == before
+
+    shutil.copy(run.episodes / "episode_000003.npz", run.episodes / f"episode_{EPISODES:06d}.npz")
+    assert encode_latents(run, torch.device("cpu"), progress=False) == 1
+    after = mtimes(run.latents, "episode_*")
+    assert len(after) == EPISODES + 1 and {k: after[k] for k in before} == before
+
+    save_weights(run.vision / "best.pt", ConvVAE(VAEConfig()))  # the vision model changed
+    assert encode_latents(run, torch.device("cpu"), progress=False) == EPISODES + 1
+    assert all(mtimes(run.latents, "episode_*")[k] != v for k, v in before.items())
+
+
+# ------------------------------------------------------------------------------------------ split
+
+
+def test_split_is_deterministic_and_disjoint(trained_run):
+    indices = list(range(EPISODES))
+    train, val = split_episodes(indices, 0.25, seed=0)
+    assert (train, val) == split_episodes(indices, 0.25, seed=0)
+    assert not set(train) & set(val) and sorted(train + val) == indices and len(val) == 3
+    assert split_episodes(indices, 0.25, seed=1) != (train, val)
+    assert split_episodes([7], 0.5, seed=0) == ([7], [7])
+    assert len(split_episodes([0, 1], 0.9, seed=0)[1]) == 1  # always something to train on
+    saved = json.loads((RunDir(trained_run).vision / "split.json").read_text())
+    assert (saved["train"], saved["val"]) == split_episodes(indices, 0.1, seed=0)
+
+
+# ------------------------------------------------------------------------------------ TensorBoard
+
+
+def test_tensorboard_gets_scalars_and_images(trained_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    scalars, images = set(), set()
+    files = sorted(RunDir(trained_run).tb.glob("events.out.tfevents.*"))
+    assert files
+    for path in files:
+        events = EventAccumulator(str(path), size_guidance={"scalars": 0, "images": 0})
+        events.Reload()
+        scalars |= set(events.Tags()["scalars"])
+        images |= set(events.Tags()["images"])
+    for stage, unit, parts in [("vision", "frames", ["loss", "recon", "kl"]),
+                               ("memory", "steps", ["loss", "nll", "reward", "done"])]:
+        want = {f"{stage}/lr", f"{stage}/throughput_{unit}_per_s"}
+        want |= {f"{stage}/{split}_{k}" for split in ("train", "val") for k in parts}
+        assert want <= scalars, want - scalars
+    assert {"vision/real_vs_reconstruction", "memory/real_vs_dreamed"} <= images

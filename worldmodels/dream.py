@@ -1,0 +1,221 @@
+"""Dreams: rolling a trained memory model forward as a simulator, batched on the device.
+
+``BatchedDream`` runs N dreams as one tensor computation per step: the observation is
+``[z, h]`` (``[N, Z+H]``), an action advances the memory model, the next ``z`` is sampled at
+temperature ``tau``, the reward comes from the reward head and termination from the done head
+(``P(done) > done_threshold``); dreams start from encoded first frames of real episodes.
+``DreamEnv`` (a ``gymnasium.Env``) and ``DreamVecEnv`` (an SB3 ``VecEnv``) expose it to RL code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import Tensor
+
+from envs.spaces import ActionSpec
+from worldmodels.data import list_episodes
+from worldmodels.errors import UserError
+
+
+@dataclass
+class DreamConfig:
+    temperature: float = 1.0  # tau: randomness of the next latent (0: the mean)
+    done_threshold: float = 0.5  # a dream terminates when P(done) exceeds this
+    max_steps: int = 1000  # truncation
+
+
+def initial_latents(latents_dir, limit: int | None = None) -> tuple[Tensor, Tensor]:
+    """(mu, logvar) ``[M, Z]`` of the first frame of every encoded episode."""
+    mus, logvars = [], []
+    for path in list(list_episodes(latents_dir).values())[:limit]:
+        with np.load(path) as data:
+            mus.append(data["mu"][0])
+            logvars.append(data["logvar"][0])
+    if not mus:
+        raise UserError(f"no encoded episodes in {latents_dir}: run `wm train` first")
+    return torch.from_numpy(np.stack(mus)), torch.from_numpy(np.stack(logvars))
+
+
+class BatchedDream:
+    """N dreams in lockstep over ``memory`` (any ``Memory``), all tensors on ``device``."""
+
+    def __init__(self, memory, start: tuple[Tensor, Tensor], action: ActionSpec, config: DreamConfig,
+                 device: torch.device | str = "cpu", vision=None):
+        self.memory = memory
+        self.start_mu, self.start_std = start[0].to(device), torch.exp(0.5 * start[1]).to(device)
+        self.action = action
+        self.config = config
+        self.device = torch.device(device)
+        self.vision = vision
+        self.obs_dim = memory.z_dim + memory.hidden_size
+        self.generator = torch.Generator(device=self.device)
+
+    def seed(self, seed: int) -> None:
+        self.generator.manual_seed(int(seed))
+
+    def _start(self, n: int) -> tuple[Tensor, tuple]:
+        idx = torch.randint(len(self.start_mu), (n,), device=self.device, generator=self.generator)
+        noise = torch.randn((n, self.start_mu.shape[1]), device=self.device, generator=self.generator)
+        return self.start_mu[idx] + self.start_std[idx] * noise, self.memory.initial_state(n)
+
+    @torch.no_grad()
+    def reset(self, n: int) -> Tensor:
+        """Start ``n`` dreams; returns observations ``[n, Z+H]``."""
+        self.z, self.state = self._start(n)
+        self.t = torch.zeros(n, dtype=torch.long, device=self.device)
+        return self.observe()
+
+    @torch.no_grad()
+    def reset_where(self, mask: Tensor) -> None:
+        """Restart the dreams where ``mask`` [n] is true (the others keep going)."""
+        n = int(mask.sum())
+        if n == 0:
+            return
+        z, fresh = self._start(n)
+        self.z[mask] = z
+        state = tuple(s.clone() for s in self.state)
+        for s, f in zip(state, fresh):
+            s[mask] = f
+        self.state = state
+        self.t[mask] = 0
+
+    def observe(self) -> Tensor:
+        return torch.cat([self.z, self.memory.features(self.state)], dim=1)
+
+    def frames(self) -> Tensor:
+        """The current latents decoded by the vision model: ``[n, 3, 64, 64]`` in [0, 1]."""
+        if self.vision is None:
+            raise UserError("decoded dream frames need the vision model")
+        return self.vision.decode(self.z)
+
+    @torch.no_grad()
+    def step(self, action: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Env actions ``[n, A]`` (or indices ``[n]``) -> (obs ``[n, Z+H]``, reward, terminated, truncated ``[n]``)."""
+        self.state = self.memory.step(self.state, self.z, self.action.to_model(action.to(self.device)))
+        prediction = self.memory.predict(self.state)
+        tau = self.config.temperature
+        self.z = prediction.next_z.mean if tau <= 0 else self._sample(prediction.next_z, tau)
+        self.t += 1
+        terminated = torch.sigmoid(prediction.done_logit) > self.config.done_threshold
+        truncated = (self.t >= self.config.max_steps) & ~terminated
+        return self.observe(), prediction.reward, terminated, truncated
+
+    def _sample(self, distribution, tau: float) -> Tensor:
+        # Samples draw from the global torch RNG; fork it from our generator so dreams are seeded.
+        seed = int(torch.randint(2**62, (1,), device=self.device, generator=self.generator))
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            return distribution.sample(tau)
+
+
+class DreamEnv(gym.Env):
+    """One dream as a ``gymnasium.Env``: observation ``[z, h]`` float32, the run's action space."""
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 15}
+
+    def __init__(self, dream: BatchedDream, render_mode: str | None = None):
+        self.dream = dream
+        self.render_mode = render_mode
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (dream.obs_dim,), np.float32)
+        self.action_space = dream.action.space()
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        if seed is not None:
+            self.dream.seed(seed)
+        return self.dream.reset(1)[0].cpu().numpy().astype(np.float32), {}
+
+    def step(self, action):
+        batch = torch.as_tensor(np.asarray(action)[None])
+        obs, reward, terminated, truncated = self.dream.step(batch)
+        return (obs[0].cpu().numpy().astype(np.float32), float(reward[0]), bool(terminated[0]),
+                bool(truncated[0]), {})
+
+    def render(self):
+        from worldmodels.models import frames_to_uint8
+
+        return frames_to_uint8(self.dream.frames())[0]
+
+
+def dream_vec_env(dream: BatchedDream, num_envs: int):
+    """N dreams as a stable-baselines3 ``VecEnv`` (auto-reset, ``terminal_observation`` in infos)."""
+    from stable_baselines3.common.vec_env import VecEnv
+
+    class DreamVecEnv(VecEnv):
+        def __init__(self):
+            space = gym.spaces.Box(-np.inf, np.inf, (dream.obs_dim,), np.float32)
+            super().__init__(num_envs, space, dream.action.space())
+            self.actions = None
+
+        def reset(self):
+            if self._seeds and self._seeds[0] is not None:
+                dream.seed(self._seeds[0])
+            self._reset_seeds()
+            return dream.reset(num_envs).cpu().numpy().astype(np.float32)
+
+        def step_async(self, actions):
+            self.actions = torch.as_tensor(np.asarray(actions))
+
+        def step_wait(self):
+            obs, reward, terminated, truncated = dream.step(self.actions)
+            done = terminated | truncated
+            obs_np = obs.cpu().numpy().astype(np.float32)
+            infos = [{} for _ in range(num_envs)]
+            if bool(done.any()):
+                for i in torch.nonzero(done).flatten().tolist():
+                    infos[i] = {"terminal_observation": obs_np[i].copy(),
+                                "TimeLimit.truncated": bool(truncated[i])}
+                dream.reset_where(done)
+                obs_np = dream.observe().cpu().numpy().astype(np.float32)
+            return obs_np, reward.cpu().numpy().astype(np.float32), done.cpu().numpy(), infos
+
+        def close(self):
+            pass
+
+        def get_attr(self, attr_name, indices=None):
+            return [getattr(self, attr_name)] * len(self._indices(indices))
+
+        def set_attr(self, attr_name, value, indices=None):
+            setattr(self, attr_name, value)
+
+        def env_method(self, method_name, *args, indices=None, **kwargs):
+            return [getattr(self, method_name)(*args, **kwargs) for _ in self._indices(indices)]
+
+        def env_is_wrapped(self, wrapper_class, indices=None):
+            return [False] * len(self._indices(indices))
+
+        def _indices(self, indices):
+            if indices is None:
+                return range(num_envs)
+            return [indices] if isinstance(indices, int) else indices
+
+    return DreamVecEnv()
+
+
+@torch.no_grad()
+def rollout_population(dream: BatchedDream, policy, population: int, rollouts: int,
+                       record: int | None = None) -> tuple[Tensor, list[Tensor]]:
+    """Total dream reward ``[population, rollouts]`` of a population acting in ``P x R`` dreams at once.
+
+    ``policy(features [P, R, F]) -> env actions [P, R, ...]``. Dreams that end stop earning.
+    With ``record`` = p, also returns decoded frames of candidate p's first rollout.
+    """
+    n = population * rollouts
+    obs = dream.reset(n)
+    total = torch.zeros(n, device=dream.device)
+    alive = torch.ones(n, dtype=torch.bool, device=dream.device)
+    frames = []
+    for _ in range(dream.config.max_steps):
+        if record is not None:
+            frames.append(dream.vision.decode(dream.z[record * rollouts:record * rollouts + 1]).cpu())
+        action = policy(obs.view(population, rollouts, -1))
+        obs, reward, terminated, truncated = dream.step(action.reshape(n, *action.shape[2:]))
+        total += reward * alive
+        alive &= ~(terminated | truncated)
+        if not alive.any():
+            break
+    return total.view(population, rollouts), frames

@@ -1,0 +1,135 @@
+"""``wm eval``: any agent in the real env for N seeded episodes on W workers."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from worldmodels.executor import LocalExecutor, default_workers
+from worldmodels.rollout import episode_seed, run_episode
+from worldmodels.rundir import RunDir, atomic_write_json
+
+_WORKER: dict = {}
+
+
+def _init_worker(root: str, agent: str, device: str, max_steps: int | None, options: dict) -> None:
+    from agents import load_agent
+
+    run = RunDir(root)
+    _WORKER["env"] = run.make_env(max_steps=max_steps)
+    _WORKER["agent"] = load_agent(agent, run, device, **options)
+
+
+def _eval_one(task: tuple[int, int, bool]) -> dict:
+    index, seed, keep_frames = task
+    episode = run_episode(_WORKER["env"], _WORKER["agent"], seed, keep_frames=keep_frames)
+    out = {"index": index, "seed": seed, "return": float(episode["reward"].sum()), "length": len(episode["reward"])}
+    if keep_frames:
+        out["frames"] = episode["obs"]
+    return out
+
+
+def evaluate(run: RunDir, agent: str, episodes: int = 10, workers: int | None = None, seed: int = 0,
+             max_steps: int | None = None, video: bool = False, progress: bool = True,
+             agent_options: dict | None = None, device: str = "cpu", write: bool = True) -> dict:
+    """Score ``agent`` over ``episodes`` real episodes (episode i seeded from (seed, i)).
+
+    Returns (and, with ``write``, saves to ``RUN/eval/results.json`` and ``RUN/eval/AGENT.json``)
+    per-episode returns and lengths with their mean, std, min and max. ``video`` writes mp4s of
+    the best and the worst episode, real frames beside the VAE reconstruction.
+    """
+    run.read_meta()
+    if max_steps is None:
+        max_steps = run.env_spec()[3]
+    workers = min(workers or default_workers(), episodes)
+    options = agent_options or {}
+    executor = LocalExecutor(workers, _init_worker, (str(run.root), agent, device, max_steps, options))
+    tasks = [(i, episode_seed(seed, i), video) for i in range(episodes)]
+    results, extremes = [], {}
+    start = time.perf_counter()
+    bar = tqdm(total=episodes, desc=f"eval {agent}", unit="ep", disable=not progress)
+    for r in executor.map_unordered(_eval_one, tasks):
+        frames = r.pop("frames", None)
+        results.append(r)
+        if frames is not None:  # keep only the best and the worst episode's frames
+            for name, better in (("best", np.greater), ("worst", np.less)):
+                if name not in extremes or better(r["return"], extremes[name][0]["return"]):
+                    extremes[name] = (r, frames)
+        bar.update(1)
+        bar.set_postfix(ret=f"{r['return']:.1f}")
+    bar.close()
+    results.sort(key=lambda r: r["index"])
+    returns = np.array([r["return"] for r in results])
+    summary = {
+        "agent": agent,
+        "checkpoint": _checkpoint(run, agent, options),
+        "env": run.env_spec()[0],
+        "episodes": episodes,
+        "seed": seed,
+        "max_steps": max_steps,
+        "returns": returns.tolist(),
+        "lengths": [r["length"] for r in results],
+        "seeds": [r["seed"] for r in results],
+        "mean": float(returns.mean()),
+        "std": float(returns.std()),
+        "min": float(returns.min()),
+        "max": float(returns.max()),
+        "seconds": time.perf_counter() - start,
+    }
+    if video and extremes:
+        summary["videos"] = write_videos(run, agent, extremes)
+    if write:
+        atomic_write_json(run.eval / "results.json", summary)
+        atomic_write_json(run.eval / f"{agent}.json", summary)
+    return summary
+
+
+def _checkpoint(run: RunDir, agent: str, options: dict) -> str | None:
+    if options:
+        return "explicit parameters"
+    if agent in ("controller", "sb3"):
+        return str(run.controller)
+    return None
+
+
+def write_videos(run: RunDir, agent: str, extremes: dict) -> dict[str, str]:
+    """mp4 per extreme episode: the real frame, and beside it the VAE's reconstruction when trained."""
+    import torch
+
+    vision = None
+    if (run.vision / "best.pt").exists():
+        from worldmodels.checkpoint import load_vision
+
+        vision = load_vision(run, "cpu")
+    out = {}
+    for name, (result, frames) in extremes.items():
+        panels = [frames]
+        if vision is not None:
+            with torch.no_grad():
+                recon = [vision.decode(vision.encode(torch.from_numpy(frames[i:i + 256]))[0])
+                         for i in range(0, len(frames), 256)]
+            panels.append((torch.cat(recon).permute(0, 2, 3, 1).clamp(0, 1) * 255).round().byte().numpy())
+        video = np.concatenate(panels, axis=2)
+        path = run.eval / f"{agent}_{name}.mp4"
+        write_mp4(path, video)
+        out[name] = str(path)
+    return out
+
+
+def write_mp4(path, frames: np.ndarray, fps: int = 30, scale: int = 4) -> None:
+    """RGB frames ``[T, H, W, 3]`` uint8 -> an mp4 (upscaled ``scale`` x, nearest neighbour)."""
+    import os
+
+    import cv2
+
+    t, h, w, _ = frames.shape
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.mp4")
+    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w * scale, h * scale))
+    for frame in frames:
+        big = cv2.resize(frame, (w * scale, h * scale), interpolation=cv2.INTER_NEAREST)
+        writer.write(cv2.cvtColor(big, cv2.COLOR_RGB2BGR))
+    writer.release()
+    os.replace(tmp, path)

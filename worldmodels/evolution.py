@@ -1,0 +1,159 @@
+"""``wm dream --algo cma``: CMA-ES on a controller, evaluated entirely inside the dream.
+
+Every generation the whole population is one batched dream of ``P x R`` rollouts. The CMA-ES
+state is saved each generation (``controller/cma_state.pkl``, pycma's own pickle; model
+weights stay weights-only), so re-running resumes. Every ``real_every`` generations the mean
+solution is also scored in the real env, so the dream-to-real gap is visible; with
+``select="real"`` the controller kept is the one that scored best there.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from agents.controller import ControllerSpec
+from worldmodels.checkpoint import load_memory, load_vision
+from worldmodels.device import pick_device
+from worldmodels.dream import BatchedDream, DreamConfig, initial_latents, rollout_population
+from worldmodels.errors import UserError
+from worldmodels.rundir import RunDir, atomic_save_npz, atomic_write_bytes, atomic_write_json
+
+
+@dataclass
+class CMAConfig:
+    """The paper's settings are the defaults: population 64, 16 rollouts each, sigma0 0.1."""
+
+    generations: int = 100
+    population: int = 64
+    rollouts: int = 16
+    sigma0: float = 0.1
+    hidden: int = 0  # controller hidden layer width (0: linear, as in the paper)
+    temperature: float = 1.0
+    done_threshold: float = 0.5
+    max_steps: int = 1000  # dream length
+    real_every: int = 10  # score the mean solution in the real env every K generations (0: never)
+    real_episodes: int = 4
+    real_max_steps: int | None = None  # truncate real-env checks (None: the run's max_steps)
+    select: str = "real"  # "real": keep the controller that scored best in real checks; "dream": CMA's mean
+    workers: int | None = None
+    seed: int = 0
+    device: str = "auto"
+
+
+def save_controller(run: RunDir, spec: ControllerSpec, params: np.ndarray, info: dict) -> None:
+    run.controller.mkdir(parents=True, exist_ok=True)
+    atomic_save_npz(run.controller / "params.npz", params=np.asarray(params, np.float32))
+    atomic_write_json(run.controller / "config.json", {"kind": "linear" if not spec.hidden else "mlp",
+                                                       "spec": spec.to_dict(), **info})
+
+
+def train_cma(run: RunDir, config: CMAConfig, progress: bool = True) -> dict:
+    import warnings
+
+    warnings.filterwarnings("ignore", message="Could not import matplotlib")  # pycma's optional plotting
+    import cma
+
+    from worldmodels.evaluate import evaluate
+
+    device = pick_device(config.device)
+    vision = load_vision(run, device)
+    memory = load_memory(run, device, vision)
+    action = run.action_spec()
+    spec = ControllerSpec.for_run(memory.z_dim, memory.hidden_size, action, config.hidden)
+    dream = BatchedDream(memory, initial_latents(run.latents), action,
+                         DreamConfig(config.temperature, config.done_threshold, config.max_steps), device, vision)
+    state_path = run.controller / "cma_state.pkl"
+    history_path = run.controller / "history.json"
+    run.controller.mkdir(parents=True, exist_ok=True)
+    if state_path.exists():
+        saved = json.loads(history_path.read_text())
+        if saved["config"]["population"] != config.population or saved["spec"] != spec.to_dict():
+            raise UserError(f"{run.controller} holds a CMA-ES run with another population or controller; "
+                            "pass --no-resume to start over")
+        es = pickle.loads(state_path.read_bytes())  # our own file, written by es.pickle_dumps()
+        history = saved
+    else:
+        es = cma.CMAEvolutionStrategy(np.zeros(spec.n_params), config.sigma0,
+                                      {"popsize": config.population, "seed": config.seed + 1, "verbose": -9})
+        history = {"config": asdict(config), "spec": spec.to_dict(), "generations": [], "real": [],
+                   "best_real": None}
+    start_gen = len(history["generations"])
+    if start_gen >= config.generations:
+        print(f"dream: CMA-ES already ran {start_gen} generations; nothing to do")
+        return history
+    if start_gen:
+        print(f"dream: resuming CMA-ES after generation {start_gen}")
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(run.tb))
+    print(f"dream: CMA-ES on a {spec.n_params}-parameter controller, population {config.population} x "
+          f"{config.rollouts} dreams of <= {config.max_steps} steps at tau={config.temperature} on {device}")
+    bar = tqdm(range(start_gen, config.generations), desc="dream cma", unit="gen", disable=not progress,
+               initial=start_gen, total=config.generations)
+    for gen in bar:
+        t0 = time.perf_counter()
+        solutions = es.ask()
+        params = torch.as_tensor(np.stack(solutions), dtype=torch.float32, device=device)
+        dream.seed(config.seed * 100_003 + gen)
+        returns, _ = rollout_population(dream, lambda f: spec.act(params, f, action), config.population,
+                                        config.rollouts)
+        fitness = returns.mean(1).cpu().numpy()
+        es.tell(solutions, (-fitness).tolist())
+        record = {"generation": gen + 1, "best": float(fitness.max()), "mean": float(fitness.mean()),
+                  "worst": float(fitness.min()), "sigma": float(es.sigma), "seconds": time.perf_counter() - t0}
+        history["generations"].append(record)
+        for key in ("best", "mean", "worst"):
+            writer.add_scalar(f"dream/fitness_{key}", record[key], gen + 1)
+        writer.add_scalar("dream/sigma", record["sigma"], gen + 1)
+        writer.add_scalar("dream/dream_steps_per_s",
+                          config.population * config.rollouts * config.max_steps / record["seconds"], gen + 1)
+        mean = np.asarray(es.mean, np.float32)
+        last = gen + 1 == config.generations
+        if config.real_every and ((gen + 1) % config.real_every == 0 or last):
+            result = evaluate(run, "controller", episodes=config.real_episodes, workers=config.workers,
+                              seed=10_000 + gen, max_steps=config.real_max_steps, progress=False,
+                              agent_options={"params": mean.tolist(), "spec": spec.to_dict()})
+            real = {"generation": gen + 1, "mean": result["mean"], "std": result["std"],
+                    "dream": float(dream_score(dream, spec, mean, action, config, device))}
+            history["real"].append(real)
+            writer.add_scalar("dream/real_score", real["mean"], gen + 1)
+            tqdm.write(f"generation {gen + 1}: real env {real['mean']:.1f} +- {real['std']:.1f} "
+                       f"(dream {real['dream']:.1f})")
+            if history["best_real"] is None or real["mean"] > history["best_real"]["mean"]:
+                history["best_real"] = real
+                if config.select == "real":
+                    save_controller(run, spec, mean, {"generation": gen + 1, "selected_by": "real", "real": real})
+        if config.select == "dream" or not config.real_every:
+            save_controller(run, spec, mean, {"generation": gen + 1, "selected_by": "dream"})
+        if (gen + 1) % max(1, config.real_every or 10) == 0 or last:
+            log_dream_video(writer, dream, spec, mean, action, gen + 1)
+        atomic_write_bytes(state_path, es.pickle_dumps())
+        atomic_write_json(history_path, history)
+        bar.set_postfix(best=f"{record['best']:.1f}", mean=f"{record['mean']:.1f}", sigma=f"{record['sigma']:.3f}")
+    writer.close()
+    return history
+
+
+def dream_score(dream: BatchedDream, spec: ControllerSpec, params: np.ndarray, action, config: CMAConfig,
+                device) -> float:
+    """Mean dream return of one controller over ``config.rollouts`` dreams."""
+    p = torch.as_tensor(params, dtype=torch.float32, device=device)[None]
+    returns, _ = rollout_population(dream, lambda f: spec.act(p, f, action), 1, config.rollouts)
+    return float(returns.mean())
+
+
+def log_dream_video(writer, dream: BatchedDream, spec: ControllerSpec, params: np.ndarray, action, step: int,
+                    frames: int = 32) -> None:
+    """A strip of decoded dream frames of one controller (every few steps) in TensorBoard."""
+    p = torch.as_tensor(params, dtype=torch.float32, device=dream.device)[None]
+    _, decoded = rollout_population(dream, lambda f: spec.act(p, f, action), 1, 1, record=0)
+    stride = max(1, len(decoded) // frames)
+    strip = torch.cat([d[0] for d in decoded[::stride][:frames]], dim=2)
+    writer.add_image("dream/best_controller_frames", strip.clamp(0, 1), step)
