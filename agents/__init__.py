@@ -16,6 +16,7 @@ AGENTS: dict[str, str] = {
     "random": "agents.loaders:random",
     "brownian": "agents.loaders:brownian",
     "controller": "agents.loaders:controller",
+    "noisy-controller": "agents.loaders:noisy_controller",
     "sb3": "agents.loaders:sb3",
 }
 

@@ -48,6 +48,15 @@ def controller(run, device="cpu", params=None, spec=None, **options):
     return WorldModelAgent(vision, memory, lambda f: spec.act(weights, f[None], action)[0], action, device)
 
 
+def noisy_controller(run, device="cpu", noise: float = 0.1, **options):
+    """The controller with Gaussian action noise (std ``noise`` x the action range): for collection."""
+    from agents.world_model import with_noise
+
+    agent = controller(run, device, **options)
+    agent.policy = with_noise(agent.policy, agent.action, noise)
+    return agent
+
+
 def sb3(run, device="cpu", algo=None, **options):
     """A stable-baselines3 model trained in the dream (``RUN/controller/sb3_ALGO.zip``)."""
     from agents.world_model import WorldModelAgent

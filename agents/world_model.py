@@ -45,3 +45,20 @@ class WorldModelAgent:
         action = self.policy(features)
         state = self.memory.step(state, z, self.action.to_model(action))
         return action.cpu().numpy(), state
+
+
+
+def with_noise(policy: Callable[[Tensor], Tensor], action: ActionSpec, noise: float) -> Callable[[Tensor], Tensor]:
+    """``policy`` plus exploration: Gaussian noise (std ``noise`` x range) on Box actions, clipped;
+    a uniformly random action with probability ``noise`` on Discrete ones. The memory model sees
+    the action actually taken."""
+
+    def noisy(features: Tensor) -> Tensor:
+        a = policy(features)
+        if action.discrete:
+            explore = torch.rand(a.shape, device=a.device) < noise
+            return torch.where(explore, torch.randint_like(a, action.dim), a)
+        low, high = action.bounds(a.device)
+        return torch.clamp(a + noise * (high - low) * torch.randn_like(a), low, high)
+
+    return noisy

@@ -7,12 +7,15 @@ Episodes store Box actions as float32 ``[T, A]`` and Discrete actions as int64 `
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import gymnasium as gym
 import numpy as np
-import torch
 
 from worldmodels.errors import UserError
+
+if TYPE_CHECKING:  # torch is imported where models need it, so env-only processes start fast
+    import torch
 
 
 @dataclass(frozen=True)
@@ -66,11 +69,15 @@ class ActionSpec:
 
     def to_model(self, action: torch.Tensor) -> torch.Tensor:
         """Stored actions (int ``[...]`` or float ``[..., A]``) -> float model input ``[..., dim]``."""
+        import torch
+
         if self.discrete:
             return torch.nn.functional.one_hot(action.long(), self.dim).float()
         return action.float()
 
     def bounds(self, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
         """Box bounds as float tensors ``[A]``."""
+        import torch
+
         return (torch.tensor(self.low, dtype=torch.float32, device=device),
                 torch.tensor(self.high, dtype=torch.float32, device=device))

@@ -85,9 +85,10 @@ def test_vae_reconstruction_and_memory_nll_fall(trained_run):
 
 def test_vrnn_trains_without_nan(trained_run, tmp_path, capsys):
     run = RunDir(copy_run(trained_run, tmp_path / "run"))
-    assert wm("memory", "--run", run.root, "--memory", "vrnn", "--no-resume", "--epochs", "2", *MEMORY_FLAGS) == 0
+    flags = [*MEMORY_FLAGS, "--batch-size", "4"]  # 10 batches an epoch
+    assert wm("memory", "--run", run.root, "--memory", "vrnn", "--no-resume", "--epochs", "3", *flags) == 0
     s = summary(run.memory)
-    assert read_config(run.memory)[0] == "vrnn" and s["epochs"] == 2
+    assert read_config(run.memory)[0] == "vrnn" and s["epochs"] == 3 and s["steps"] == 30
     values = [h["train_loss"] for h in s["history"]] + [v for h in s["history"] for v in h["val"].values()]
     assert all(math.isfinite(v) for v in values)
     assert {"nll", "kl", "reward", "done"} <= set(s["history"][0]["val"])

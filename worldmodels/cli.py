@@ -188,6 +188,33 @@ def cmd_eval(args) -> None:
         print(f"  {name} episode video: {path}")
 
 
+def add_run(sub) -> None:
+    p = sub.add_parser("run", help="the whole pipeline on a preset: collect -> train -> dream -> eval",
+                       description="Run every stage on a preset (smoke: a minute; laptop: about 15 minutes on a "
+                                   "2-core CPU; gpu; paper). Resumable: re-run the same command to continue.")
+    p.add_argument("env", help="Gymnasium id or package.module:Callable (e.g. CarRacing-v3)")
+    p.add_argument("--run", required=True, help="run directory")
+    p.add_argument("--preset", default="laptop", help="smoke | laptop | gpu | paper (default laptop)")
+    p.add_argument("--workers", type=int, default=None, help="worker processes (default: number of cores)")
+    p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_run)
+
+
+def cmd_run(args) -> None:
+    from worldmodels.pipeline import run_pipeline
+    from worldmodels.rundir import RunDir
+
+    run = RunDir(args.run)
+    s = run_pipeline(args.env, run, args.preset, workers=args.workers, device=args.device, seed=args.seed)
+    print(f"\n{args.env}, preset {args.preset}: real-env scores over {next(iter(s['scores'].values()))['episodes']} episodes")
+    for agent, score in s["scores"].items():
+        print(f"  {agent:12s} {score['mean']:8.1f} +- {score['std']:.1f}")
+    print("time per stage (s): " + ", ".join(f"{k} {v:.0f}" for k, v in s["seconds"].items()))
+    print(f"results: {run.root}/pipeline.json, {run.eval}/  videos: {run.eval}/controller_best.mp4  "
+          f"TensorBoard: tensorboard --logdir {run.tb}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="wm", description="worldmodels: learn a world model from pixels and act inside it.")
@@ -196,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_train(sub)
     add_dream(sub)
     add_eval(sub)
+    add_run(sub)
     return parser
 
 

@@ -104,7 +104,7 @@ def write_videos(run: RunDir, agent: str, extremes: dict) -> dict[str, str]:
 
         vision = load_vision(run, "cpu")
     out = {}
-    for name, (result, frames) in extremes.items():
+    for name, (_, frames) in extremes.items():
         panels = [frames]
         if vision is not None:
             with torch.no_grad():

@@ -102,7 +102,7 @@ def train_cma(run: RunDir, config: CMAConfig, progress: bool = True) -> dict:
         solutions = es.ask()
         params = torch.as_tensor(np.stack(solutions), dtype=torch.float32, device=device)
         dream.seed(config.seed * 100_003 + gen)
-        returns, _ = rollout_population(dream, lambda f: spec.act(params, f, action), config.population,
+        returns, _ = rollout_population(dream, lambda f, p=params: spec.act(p, f, action), config.population,
                                         config.rollouts)
         fitness = returns.mean(1).cpu().numpy()
         es.tell(solutions, (-fitness).tolist())

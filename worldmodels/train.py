@@ -216,8 +216,8 @@ def prepare_stage(directory: Path, kind: str, config, resume: bool) -> None:
         if existing_kind != kind or asdict(existing) != asdict(config):
             raise UserError(f"{directory} holds a different model ({existing_kind}: {asdict(existing)}); "
                             f"pass --no-resume to replace it with {kind}: {asdict(config)}")
-    directory.mkdir(parents=True, exist_ok=True)
-    write_config(directory, kind, config)
+    else:
+        write_config(directory, kind, config)
 
 
 def _writer(run: RunDir):
@@ -281,10 +281,11 @@ def encode_latents(run: RunDir, device: torch.device, progress: bool = True) -> 
     """Encode every episode without up-to-date latents; returns how many were encoded."""
     meta_path = run.latents / "meta.json"
     vision_id = _vision_id(run)
-    if meta_path.exists() and json.loads(meta_path.read_text()).get("vision") != vision_id:
-        shutil.rmtree(run.latents)  # the vision model changed: every latent is stale
-    run.latents.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(meta_path, {"vision": vision_id})
+    current = json.loads(meta_path.read_text()).get("vision") if meta_path.exists() else None
+    if current != vision_id:
+        if run.latents.exists():
+            shutil.rmtree(run.latents)  # the vision model changed (or is unknown): every latent is stale
+        atomic_write_json(meta_path, {"vision": vision_id})
     done = list_episodes(run.latents)
     todo = {i: p for i, p in list_episodes(run.episodes).items() if i not in done}
     if not todo:

@@ -1,0 +1,175 @@
+"""Training throughput: ``wm train``'s data path vs the same training on pre-made tensors on the device.
+
+    python benchmarks/train.py [--run RUN] [--episodes 16] [--batch-size 64] [--seq-len 64]
+                               [--memory-batch-size 32] [--hidden-size 256] [--repeats 3]
+
+Both sides run ``worldmodels.train.fit`` (Adam, autocast on CUDA, the progress bookkeeping), so
+the ratio isolates the data path. Vision: the real path is ``frame_batches`` (uint8 frames in
+memory, a random permutation, each batch moved to the device and converted inside the ConvVAE);
+the bound feeds float frames already on the device. Memory (MDN-RNN): the real path is
+``sequence_batches`` (``SequenceBatcher`` windows re-sampled from (mu, logvar) each batch, moved
+to the device); the bound cycles batches sampled beforehand and already on the device. Latents
+come from an untrained ConvVAE (the data path does not care). The rate is ``fit``'s own
+(frames/s or steps/s of the training loop), the median of ``--repeats`` one-epoch fits per side,
+the sides interleaved so background load hits both alike. Without ``--run``, a Catch run
+(8 balls, ~120 steps an episode) is collected to ``benchmarks/out/catch-run``. Prints a Markdown
+table; saves JSON to ``benchmarks/out/train.json``. ratio = real / bound; goal >= 0.9.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from worldmodels.collect import CollectConfig, collect
+from worldmodels.data import SequenceBatcher, list_episodes, load_episode, load_frames
+from worldmodels.models import MDNRNN, ConvVAE, MDNRNNConfig, VAEConfig
+from worldmodels.rundir import RunDir
+from worldmodels.train import fit, frame_batches, sequence_batches
+
+OUT = Path(__file__).resolve().parent / "out"
+
+
+class NullWriter:
+    """Stands in for TensorBoard's SummaryWriter."""
+
+    def add_scalar(self, *args, **kwargs) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+
+def one_epoch(model: torch.nn.Module, device: torch.device, batches, count: int, units, unit: str,
+              grad_clip: float | None = None) -> float:
+    """``fit`` for one epoch in a scratch directory; returns its training rate (``unit``/s)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        summary = fit("bench", model, Path(tmp), epochs=1, patience=1, lr=1e-4, device=device, writer=NullWriter(),
+                      train_batches=lambda _: batches(), batches_per_epoch=count, val_batches=lambda: [],
+                      units=units, unit=unit, grad_clip=grad_clip, progress=False)
+    return summary["history"][0]["rate"]
+
+
+def compare(name: str, model, device: torch.device, real, bound, count: int, units, unit: str, repeats: int,
+            grad_clip: float | None = None) -> dict:
+    """Median rates of the real data path and the pre-made bound, interleaved, after a warm-up."""
+    one_epoch(model, device, bound, count, units, unit, grad_clip)
+    rates = {"real": [], "bound": []}
+    for _ in range(repeats):
+        for side, batches in (("real", real), ("bound", bound)):
+            rates[side].append(one_epoch(model, device, batches, count, units, unit, grad_clip))
+    real_rate, bound_rate = statistics.median(rates["real"]), statistics.median(rates["bound"])
+    return {"model": name, "device": str(device), "unit": unit, "batches_per_epoch": count,
+            "real": real_rate, "bound": bound_rate, "ratio": real_rate / bound_rate, "all_rates": rates}
+
+
+def bench_vision(frames: torch.Tensor, device: torch.device, batch_size: int, repeats: int) -> dict:
+    model = ConvVAE(VAEConfig()).to(device)
+    count = math.ceil(len(frames) / batch_size)
+    premade = frames.to(device).float()  # the same frames, already floats on the device
+    rng = torch.Generator().manual_seed(0)
+
+    def bound():
+        for i in range(0, len(premade), batch_size):
+            yield {"frames": premade[i:i + batch_size]}
+
+    result = compare("ConvVAE", model, device, lambda: frame_batches(frames, batch_size, rng), bound, count,
+                     lambda b: len(b["frames"]), "frames", repeats)
+    return result | {"batch_size": batch_size, "frames": len(frames)}
+
+
+def bench_memory(episodes: list[dict], device: torch.device, batch_size: int, seq_len: int, hidden_size: int,
+                 batches: int, repeats: int) -> dict:
+    data = SequenceBatcher(episodes, seq_len, seed=0)
+    z_dim, action_dim = episodes[0]["mu"].shape[1], episodes[0]["action"].shape[1]
+    model = MDNRNN(MDNRNNConfig(z_dim=z_dim, action_dim=action_dim, hidden_size=hidden_size)).to(device)
+    premade = [{k: v.to(device) for k, v in b.items()} for b in sequence_batches(data, batch_size, 8)]
+
+    def bound():
+        yield from itertools.islice(itertools.cycle(premade), batches)
+
+    result = compare("MDN-RNN", model, device, lambda: sequence_batches(data, batch_size, batches), bound, batches,
+                     lambda b: int(b["mask"].sum()), "steps", repeats, grad_clip=1.0)
+    return result | {"batch_size": batch_size, "seq_len": seq_len, "hidden_size": hidden_size, "steps": data.steps}
+
+
+@torch.no_grad()
+def latent_episodes(run: RunDir) -> list[dict]:
+    """The run's episodes as ``SequenceBatcher`` input, encoded by an untrained ConvVAE."""
+    vae, action_spec, out = ConvVAE(VAEConfig()).eval(), run.action_spec(), []
+    for path in list_episodes(run.episodes).values():
+        episode = load_episode(path, action_spec)
+        mu, logvar = vae.encode(torch.from_numpy(episode["obs"]))
+        out.append({"mu": mu.numpy(), "logvar": logvar.numpy(), "reward": episode["reward"],
+                    "done": episode["terminated"].astype("float32"),
+                    "action": action_spec.to_model(torch.from_numpy(episode["action"])).numpy()})
+    return out
+
+
+def machine() -> dict:
+    def command(*args: str) -> str:
+        try:
+            return subprocess.run(args, capture_output=True, text=True, cwd=OUT.parent).stdout
+        except OSError:
+            return ""
+
+    model = next((line.split(":", 1)[1].strip() for line in command("lscpu").splitlines()
+                  if line.startswith("Model name:")), "")
+    return {"cpu": model, "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+            "commit": command("git", "rev-parse", "--short", "HEAD").strip(), "date": time.strftime("%Y-%m-%d")}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--run", default=None, help="a collected run (default: collect Catch to benchmarks/out)")
+    parser.add_argument("--episodes", type=int, default=16, help="episodes to collect without --run")
+    parser.add_argument("--batch-size", type=int, default=64, help="VAE batch (wm train's default 64)")
+    parser.add_argument("--memory-batch-size", type=int, default=32, help="memory batch (default 32)")
+    parser.add_argument("--seq-len", type=int, default=64, help="memory window (default 64)")
+    parser.add_argument("--hidden-size", type=int, default=256, help="MDN-RNN size (default 256)")
+    parser.add_argument("--memory-batches", type=int, default=40, help="memory batches per timed epoch")
+    parser.add_argument("--repeats", type=int, default=3, help="timed epochs per side (median)")
+    parser.add_argument("--devices", nargs="+", default=None, help="default: cpu, and cuda when available")
+    args = parser.parse_args()
+
+    if args.run is None:
+        run = RunDir(OUT / "catch-run")
+        collect(run, CollectConfig(env="envs.catch:Catch", episodes=args.episodes, workers=1,
+                                   env_kwargs={"balls": 8}), progress=False)
+    else:
+        run = RunDir(args.run)
+    frames = torch.from_numpy(load_frames(list(list_episodes(run.episodes).values())))
+    episodes = latent_episodes(run)
+    devices = args.devices or ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    results = []
+    for name in devices:
+        device = torch.device(name)
+        results.append(bench_vision(frames, device, args.batch_size, args.repeats))
+        results.append(bench_memory(episodes, device, args.memory_batch_size, args.seq_len, args.hidden_size,
+                                    args.memory_batches, args.repeats))
+
+    print("| device | model | batch | wm train data path | pre-made on device | ratio |")
+    print("|---|---|---|---|---|---|")
+    for r in results:
+        batch = f"{r['batch_size']} frames" if r["unit"] == "frames" else f"{r['batch_size']} x {r['seq_len']} steps"
+        print(f"| {r['device']} | {r['model']} | {batch} | {r['real']:,.0f} {r['unit']}/s | "
+              f"{r['bound']:,.0f} {r['unit']}/s | {r['ratio']:.2f} |")
+    OUT.mkdir(parents=True, exist_ok=True)
+    record = {"machine": machine(), "args": vars(args), "run": str(run.root), "frames": len(frames),
+              "results": results}
+    (OUT / "train.json").write_text(json.dumps(record, indent=2) + "\n")
+    print(f"saved {OUT / 'train.json'}")
+
+
+if __name__ == "__main__":
+    main()
