@@ -51,10 +51,10 @@ class NullWriter:
 
 def one_epoch(model: torch.nn.Module, device: torch.device, batches, count: int, units, unit: str,
               grad_clip: float | None = None) -> float:
-    """``fit`` for one epoch in a scratch directory; returns its training rate (``unit``/s)."""
+    """``fit`` for one epoch in a scratch directory (validating on its first batch); returns its rate (``unit``/s)."""
     with tempfile.TemporaryDirectory() as tmp:
         summary = fit("bench", model, Path(tmp), epochs=1, patience=1, lr=1e-4, device=device, writer=NullWriter(),
-                      train_batches=lambda _: batches(), batches_per_epoch=count, val_batches=lambda: [],
+                      train_batches=lambda _: batches(), batches_per_epoch=count, val_batches=lambda: itertools.islice(batches(), 1),
                       units=units, unit=unit, grad_clip=grad_clip, progress=False)
     return summary["history"][0]["rate"]
 

@@ -171,6 +171,12 @@ def add_eval(sub) -> None:
     p.add_argument("--video", action="store_true", help="write mp4s of the best and worst episode")
     p.add_argument("--seed", type=int, default=0, help="episode i is seeded from (seed, i) (default 0)")
     p.add_argument("--algo", default=None, help="for --agent sb3: which saved algorithm")
+    planner = p.add_argument_group("planner agents (--agent cem)")
+    planner.add_argument("--horizon", type=int, default=None, help="planning horizon (default 12)")
+    planner.add_argument("--candidates", type=int, default=None, help="action sequences per iteration (default 1000)")
+    planner.add_argument("--iterations", type=int, default=None, help="CEM iterations per decision (default 10)")
+    planner.add_argument("--elites", type=int, default=None, help="elite sequences refitted (default 100)")
+    planner.add_argument("--method", choices=["cem", "icem", "mppi"], default=None, help="optimiser (default cem)")
     p.set_defaults(func=cmd_eval)
 
 
@@ -179,7 +185,8 @@ def cmd_eval(args) -> None:
     from worldmodels.rundir import RunDir
 
     run = RunDir(args.run)
-    options = {"algo": args.algo} if args.algo else {}
+    options = {k: getattr(args, k) for k in ("algo", "horizon", "candidates", "iterations", "elites", "method")
+               if getattr(args, k) is not None}
     s = evaluate(run, args.agent, episodes=args.episodes, workers=args.workers, seed=args.seed,
                  max_steps=args.max_steps, video=args.video, agent_options=options)
     print(f"eval {args.agent}: {s['mean']:.1f} +- {s['std']:.1f} over {s['episodes']} episodes "

@@ -65,6 +65,7 @@ def evaluate(run: RunDir, agent: str, episodes: int = 10, workers: int | None = 
     summary = {
         "agent": agent,
         "checkpoint": _checkpoint(run, agent, options),
+        "options": {k: v for k, v in options.items() if k != "params"},
         "env": run.env_spec()[0],
         "episodes": episodes,
         "seed": seed,
@@ -87,11 +88,14 @@ def evaluate(run: RunDir, agent: str, episodes: int = 10, workers: int | None = 
 
 
 def _checkpoint(run: RunDir, agent: str, options: dict) -> str | None:
-    if options:
+    """What the agent was loaded from: explicit parameters, or the run's model directories."""
+    if "params" in options:
         return "explicit parameters"
-    if agent in ("controller", "sb3"):
+    if agent in ("random", "brownian"):
+        return None
+    if agent in ("controller", "noisy-controller", "sb3"):
         return str(run.controller)
-    return None
+    return f"{run.vision}, {run.memory}"
 
 
 def write_videos(run: RunDir, agent: str, extremes: dict) -> dict[str, str]:

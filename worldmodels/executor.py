@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
@@ -18,14 +19,14 @@ def default_workers() -> int:
 
 
 def _limit_threads() -> None:
-    """One thread per worker: W processes share the cores instead of oversubscribing them."""
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    try:
-        import torch
+    """One thread per worker: W processes share the cores instead of oversubscribing them.
 
-        torch.set_num_threads(1)
-    except ImportError:
-        pass
+    torch, if a worker needs it, reads ``OMP_NUM_THREADS`` when imported; importing it here
+    would cost every env-only worker a second of start-up.
+    """
+    os.environ["OMP_NUM_THREADS"] = "1"
+    if "torch" in sys.modules:  # already imported with the __main__ module
+        sys.modules["torch"].set_num_threads(1)
 
 
 def _init(initializer, initargs) -> None:
