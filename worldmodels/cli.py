@@ -222,6 +222,22 @@ def cmd_run(args) -> None:
           f"TensorBoard: tensorboard --logdir {run.tb}")
 
 
+def add_report(sub) -> None:
+    p = sub.add_parser("report", help="write a self-contained HTML page of a run's results",
+                       description="Tables (measured scores beside published anchors), PNG plots of the "
+                                   "training and CMA-ES curves and score distributions, and episode filmstrips.")
+    p.add_argument("--run", required=True, help="run directory")
+    p.add_argument("--out", default=None, help="output path (default RUN/report.html)")
+    p.set_defaults(func=cmd_report)
+
+
+def cmd_report(args) -> None:
+    from worldmodels.report import write_report
+    from worldmodels.rundir import RunDir
+
+    print(f"report: {write_report(RunDir(args.run), args.out)}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="wm", description="worldmodels: learn a world model from pixels and act inside it.")
@@ -231,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_dream(sub)
     add_eval(sub)
     add_run(sub)
+    add_report(sub)
     return parser
 
 
