@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import torch
 
 from agents.random import BrownianAgent, RandomAgent
 from worldmodels.errors import UserError
@@ -28,6 +27,8 @@ def _world_model(run, device):
 
 def controller(run, device="cpu", params=None, spec=None, **options):
     """The dream-trained controller (``RUN/controller``), or explicit ``params``/``spec``."""
+    import torch
+
     from agents.controller import ControllerSpec
     from agents.world_model import WorldModelAgent
 
@@ -59,6 +60,8 @@ def noisy_controller(run, device="cpu", noise: float = 0.1, **options):
 
 def sb3(run, device="cpu", algo=None, **options):
     """A stable-baselines3 model trained in the dream (``RUN/controller/sb3_ALGO.zip``)."""
+    import torch
+
     from agents.world_model import WorldModelAgent
     from worldmodels.sb3 import load_sb3
 

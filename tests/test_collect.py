@@ -150,7 +150,7 @@ def test_corrupt_episodes_are_reported_and_recollected(catch_run, catch_run_copy
                                 "--env-kwargs", '{"balls": 1}', "--workers", "1")
     assert code == 0 and f"{CATCH_EPISODES} episodes (2 new)" in out
     reports = [line for line in (out + err).splitlines() if "corrupt episode" in line]
-    assert len(reports) == 2 and truncated.name in reports[0] + reports[1] and garbage.name in reports[0] + reports[1]
+    assert len(reports) == 2 and truncated.name in "".join(reports) and garbage.name in "".join(reports)
     assert_same_episodes(load_run(run), load_run(catch_run))  # seeds are per index: the same data again
 
 

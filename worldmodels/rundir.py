@@ -59,19 +59,15 @@ def atomic_torch_save(path: Path, obj) -> None:
 
 
 def versions() -> dict:
-    import gymnasium
+    """Versions of Python and the packages a run depends on (read from metadata: no imports)."""
+    from importlib.metadata import PackageNotFoundError, version
 
-    out = {"python": sys.version.split()[0], "platform": platform.platform(), "numpy": np.__version__,
-           "gymnasium": gymnasium.__version__}
-    try:
-        import torch
-
-        out["torch"] = torch.__version__
-    except ImportError:
-        pass
-    from worldmodels import __version__
-
-    out["worldmodels"] = __version__
+    out = {"python": sys.version.split()[0], "platform": platform.platform()}
+    for name in ("worldmodels", "torch", "gymnasium", "numpy", "stable-baselines3"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
     return out
 
 
