@@ -248,6 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_eval(sub)
     add_run(sub)
     add_report(sub)
+    from worldmodels.explore import add_parser as add_explore
+
+    add_explore(sub)
     return parser
 
 

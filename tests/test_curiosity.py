@@ -1,0 +1,169 @@
+"""Curiosity: intrinsic rewards learn, normalisation, the wrappers, ``wm explore`` and the curious agent."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from envs.maze import Maze
+from envs.spaces import ActionSpec
+from worldmodels.cli import main
+from worldmodels.collect import CollectConfig, collect
+from worldmodels.curiosity import (
+    CuriosityWrapper,
+    Disagreement,
+    RunningNorm,
+    curiosity_vec_env,
+    make_intrinsic,
+)
+from worldmodels.explore import add_parser
+from worldmodels.models import MDNRNN, VRNN, MDNRNNConfig, VRNNConfig
+from worldmodels.rundir import RunDir
+
+Z, A = 8, 3
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models: extra threads only add overhead on a shared CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+ACTION = ActionSpec("discrete", A)
+
+
+def transitions(n: int, seed: int, shift: float = 0.0) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, Z, generator=g) + shift
+    action = torch.nn.functional.one_hot(torch.randint(A, (n,), generator=g), A).float()
+    return {"z": z, "action": action, "next_z": 0.5 * z + action.sum(-1, keepdim=True)}
+
+
+def memory_models():
+    torch.manual_seed(0)
+    return {"mdn": MDNRNN(MDNRNNConfig(z_dim=Z, action_dim=A, hidden_size=16, mixtures=2)),
+            "vrnn": VRNN(VRNNConfig(z_dim=Z, action_dim=A, hidden_size=16, latent_dim=4, feature_dim=16))}
+
+
+@pytest.mark.parametrize("kind,memory", [("surprise", "mdn"), ("surprise", "vrnn"), ("icm", None),
+                                         ("disagreement", "mdn"), ("disagreement", None), ("infogain", "vrnn")])
+def test_reward_falls_as_the_model_learns_a_repeated_transition(kind, memory):
+    torch.manual_seed(0)
+    mem = memory_models()[memory] if memory else None
+    size = {"hidden": 32} if kind in ("icm", "disagreement") else {}
+    model = make_intrinsic(kind, mem, z_dim=Z, action=ACTION, **size)
+    one = transitions(1, seed=1, shift=3.0)  # far from anything seen
+    batch = {k: v.expand(32, -1).clone() for k, v in one.items()}
+    state = mem.initial_state(32) if mem is not None else None
+    batch["state"] = state
+    other = transitions(32, seed=2, shift=-3.0)  # never trained on
+
+    def rewards():
+        learnt = model.intrinsic_reward(state, batch["z"], batch["action"], batch["next_z"]).mean()
+        return learnt, model.intrinsic_reward(state, other["z"], other["action"], other["next_z"]).mean()
+
+    before, novel_before = rewards()
+    for _ in range(1 if model.single_pass else 150):
+        model.update(batch)
+    after, novel_after = rewards()
+    if kind == "surprise":  # nats: can be negative
+        assert after < before - 2.0
+    else:
+        assert after < 0.5 * before
+    # Learning is specific: the unseen transitions' reward falls by less.
+    assert before - after > novel_before - novel_after
+
+
+def test_disagreement_is_zero_for_identical_members():
+    model = Disagreement(Z, A, members=4)
+    with torch.no_grad():
+        for layer in model.net:
+            if hasattr(layer, "weight"):
+                layer.weight.copy_(layer.weight[:1].expand_as(layer.weight))
+                layer.bias.copy_(layer.bias[:1].expand_as(layer.bias))
+    batch = transitions(16, seed=0)
+    r = model.intrinsic_reward(None, batch["z"], batch["action"])
+    assert r.shape == (16,) and torch.allclose(r, torch.zeros(16))
+
+
+def test_running_norm_matches_numpy_over_the_stream():
+    rng = np.random.default_rng(0)
+    chunks = [rng.normal(3.0, 2.0, size=(n, 2)) for n in (1, 5, 17, 1, 40)]
+    norm = RunningNorm((2,))
+    for c in chunks:
+        norm.update(torch.as_tensor(c))
+    stream = np.concatenate(chunks)
+    assert norm.count == len(stream)
+    np.testing.assert_allclose(norm.mean, stream.mean(0), rtol=1e-10)
+    np.testing.assert_allclose(norm.var, stream.var(0), rtol=1e-10)
+    x = torch.ones(2, dtype=torch.float64)
+    np.testing.assert_allclose(norm.normalize(x).numpy(), 1 / np.sqrt(stream.var(0) + 1e-8))
+
+
+@pytest.mark.parametrize("kind", ["disagreement", "surprise"])
+def test_wrapper_passes_check_env_and_trains_ppo(kind):
+    from gymnasium.utils.env_checker import check_env
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+    env = CuriosityWrapper(Maze(cells=3, max_steps=30), kind, beta=0.5, update_every=32)
+    check_env(env, skip_render_check=True)
+    sb3_check_env(CuriosityWrapper(Maze(cells=3, max_steps=30), kind), warn=True)
+    model = PPO("MlpPolicy", CuriosityWrapper(Maze(cells=3, max_steps=30), kind, latent_obs=True), n_steps=64,
+                batch_size=64, n_epochs=1, seed=0, device="cpu")
+    model.learn(256)
+    env.reset(seed=0)
+    infos = [env.step(env.action_space.sample())[-1] for _ in range(100)]
+    assert all({"reward_extrinsic", "reward_intrinsic", "reward_intrinsic_raw"} <= set(i) for i in infos)
+    assert any(i["reward_intrinsic"] > 0 for i in infos[70:])  # after the warm-up
+
+
+def test_vec_env_wrapper_with_ppo():
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    venv = curiosity_vec_env(DummyVecEnv([lambda: Maze(cells=3, max_steps=20)] * 2), "icm", update_every=16)
+    PPO("CnnPolicy", venv, n_steps=64, batch_size=64, n_epochs=1, seed=0, device="cpu").learn(256)
+    assert venv.curiosity.steps >= 256 and venv.curiosity.losses
+
+
+# ------------------------------------------------------------------------------- wm explore
+
+
+EXPLORE = ["--rounds", "2", "--episodes", "2", "--vision-epochs", "1", "--memory-epochs", "1",
+           "--round-vision-epochs", "0", "--round-memory-epochs", "1", "--hidden-size", "16", "--seq-len", "8",
+           "--batch-size", "4", "--curiosity-steps", "20", "--generations", "2", "--population", "4",
+           "--rollouts", "2", "--dream-steps", "8", "--device", "cpu"]
+
+
+def wm_explore(*args: str) -> None:
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers())
+    parsed = parser.parse_args(["explore", *args])
+    parsed.func(parsed)
+
+
+def test_wm_explore_end_to_end_resumes_and_curious_collects(tmp_path):
+    run = RunDir(tmp_path / "run")
+    collect(run, CollectConfig(env="envs.maze:Maze", episodes=3, max_steps=15, workers=1,
+                               env_kwargs={"cells": 3}), progress=False)
+    wm_explore("--run", str(run.root), *EXPLORE)
+    history = json.loads((run.root / "explore" / "history.json").read_text())
+    assert [r["round"] for r in history["rounds"]] == [1, 2]
+    for r in history["rounds"]:
+        assert 1 <= r["coverage_round"] <= r["coverage_total"] <= Maze(cells=3).open_states
+        assert np.isfinite(r["memory_val_loss"]) and "dream_intrinsic_mean" in r
+    assert sorted(int(p.stem.split("_")[1]) for p in run.episodes.glob("*.npz")) == list(range(7))
+    assert list((run.root / "tb").glob("events.*"))
+    stamp = (run.root / "explore" / "history.json").stat().st_mtime_ns
+    wm_explore("--run", str(run.root), *EXPLORE)  # resumable: nothing more to do
+    assert (run.root / "explore" / "history.json").stat().st_mtime_ns == stamp
+    assert main(["collect", "envs.maze:Maze", "--run", str(run.root), "--episodes", "9", "--max-steps", "15",
+                 "--workers", "1", "--policy", "curious", "--env-kwargs", '{"cells": 3}']) == 0
+    assert len(list(run.episodes.glob("*.npz"))) == 9
+    assert json.loads(run.meta_path.read_text())["collections"][-1]["policy"] == "curious"
