@@ -18,6 +18,8 @@ AGENTS: dict[str, str] = {
     "controller": "agents.loaders:controller",
     "noisy-controller": "agents.loaders:noisy_controller",
     "sb3": "agents.loaders:sb3",
+    "curious": "agents.curious:curious",
+    "cem": "agents.cem:cem",
 }
 
 
