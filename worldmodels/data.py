@@ -165,10 +165,11 @@ class SequenceBatcher:
                 "done": self.done[rows, ts], "mask": self.mask[rows, ts]}
 
     def iterate(self, batch_size: int):
-        """Every window start at stride ``L`` once, in order: a deterministic pass for validation."""
+        """Windows at stride ``L`` plus one ending each episode, in order: a deterministic validation pass."""
         eps, starts = [], []
         for i, n in enumerate(self.lengths):
-            for s in range(0, max(int(n) - self.seq_len, 0) + 1, self.seq_len):
+            last = max(int(n) - self.seq_len, 0)
+            for s in [*range(0, last + 1, self.seq_len), *([last] if last % self.seq_len else [])]:
                 eps.append(i)
                 starts.append(s)
         eps, starts = np.array(eps), np.array(starts)

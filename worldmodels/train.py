@@ -69,13 +69,21 @@ class MemoryTrainConfig:
 
 
 def split_episodes(indices: list[int], val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """Deterministic held-out split: (train, val). With one episode, it is both."""
+    """Deterministic held-out split: (train, val). With one episode, it is both.
+
+    Each episode's side is decided by a hash of (seed, index) alone, so episodes added later
+    (iterative collection) never move an episode from train to validation or back; when the
+    hash holds out none (few episodes), the lowest-hash episode is held out.
+    """
     if len(indices) < 2:
         return list(indices), list(indices)
-    order = np.random.default_rng(seed).permutation(len(indices))
-    n_val = min(len(indices) - 1, max(1, round(val_fraction * len(indices))))
-    val = sorted(indices[i] for i in order[:n_val])
-    return sorted(set(indices) - set(val)), val
+    score = {i: np.random.default_rng([seed, i]).random() for i in indices}
+    val = [i for i in indices if score[i] < val_fraction]
+    if not val:
+        val = [min(indices, key=score.get)]
+    if len(val) == len(indices):
+        val = val[:-1]
+    return sorted(set(indices) - set(val)), sorted(val)
 
 
 def image_grid(rows: list[torch.Tensor]) -> torch.Tensor:
@@ -139,16 +147,16 @@ def fit(name: str, model: torch.nn.Module, directory: Path, *, epochs: int, pati
             state["step"] += 1
             count += 1
             seen += units(batch)
-            rate = seen / (time.perf_counter() - t0)
-            values = {k: float(v.detach()) for k, v in losses.items()}
-            for k, v in values.items():
-                totals[k] = totals.get(k, 0.0) + v
-            bar.set_postfix(loss=f"{values['loss']:.3f}", **{f"{unit}_s": f"{rate:.0f}"})
-            if state["step"] % 10 == 0:
+            for k, v in losses.items():  # summed on the device: no host sync per step
+                totals[k] = totals.get(k, 0.0) + v.detach().float()
+            if count % 10 == 0 or count == batches_per_epoch:  # read back (and log) every 10 batches
+                rate = seen / (time.perf_counter() - t0)
+                values = {k: float(v.detach()) for k, v in losses.items()}
+                bar.set_postfix(loss=f"{values['loss']:.3f}", **{f"{unit}_s": f"{rate:.0f}"})
                 for k, v in values.items():
                     writer.add_scalar(f"{name}/train_{k}", v, state["step"])
         rate = seen / (time.perf_counter() - t0)
-        train = {k: v / max(count, 1) for k, v in totals.items()}
+        train = {k: float(v) / max(count, 1) for k, v in totals.items()}
         val = evaluate(model, val_batches(), device, amp)
         writer.add_scalar(f"{name}/throughput_{unit}_per_s", rate, state["step"])
         writer.add_scalar(f"{name}/lr", optimizer.param_groups[0]["lr"], state["step"])
