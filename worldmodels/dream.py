@@ -52,10 +52,12 @@ class BatchedDream:
         self.device = torch.device(device)
         self.vision = vision
         self.obs_dim = memory.z_dim + memory.hidden_size
-        self.generator = torch.Generator(device=self.device)
+        self.generator = torch.Generator(device=self.device)  # start latents
+        self.sampler = torch.Generator(device=self.device)  # next latents
 
     def seed(self, seed: int) -> None:
         self.generator.manual_seed(int(seed))
+        self.sampler.manual_seed(int(seed) + 1)
 
     def _start(self, n: int) -> tuple[Tensor, tuple]:
         idx = torch.randint(len(self.start_mu), (n,), device=self.device, generator=self.generator)
@@ -105,11 +107,25 @@ class BatchedDream:
         return self.observe(), prediction.reward, terminated, truncated
 
     def _sample(self, distribution, tau: float) -> Tensor:
-        # Samples draw from the global torch RNG; fork it from our generator so dreams are seeded.
-        seed = int(torch.randint(2**62, (1,), device=self.device, generator=self.generator))
-        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-            torch.manual_seed(seed)
+        # ``sample`` draws from the device's global RNG: lend it our sampler's state, so dreams are
+        # seeded. (Cheaper than fork_rng + manual_seed, and no per-step seed read back from the device.)
+        default = _default_generator(self.device)
+        saved = default.get_state()
+        default.set_state(self.sampler.get_state())
+        try:
             return distribution.sample(tau)
+        finally:
+            self.sampler.set_state(default.get_state())
+            default.set_state(saved)
+
+
+def _default_generator(device: torch.device) -> torch.Generator:
+    """The generator that random ops on ``device`` use when given none."""
+    if device.type == "cuda":
+        return torch.cuda.default_generators[device.index if device.index is not None else torch.cuda.current_device()]
+    if device.type == "mps":
+        return torch.mps._get_default_mps_generator()
+    return torch.default_generator
 
 
 class DreamEnv(gym.Env):
@@ -148,6 +164,7 @@ def dream_vec_env(dream: BatchedDream, num_envs: int):
     class DreamVecEnv(VecEnv):
         def __init__(self):
             space = gym.spaces.Box(-np.inf, np.inf, (dream.obs_dim,), np.float32)
+            self.render_mode = None
             super().__init__(num_envs, space, dream.action.space())
             self.actions = None
 

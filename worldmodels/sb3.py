@@ -33,6 +33,22 @@ def algo_class(name: str):
     return cls
 
 
+def rollout_kwargs(cls, config: SB3Config) -> dict:
+    """On-policy algorithms: rollouts of at most ``timesteps`` steps (PPO's default 2048 x envs would overshoot)."""
+    import inspect
+
+    from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
+
+    if not issubclass(cls, OnPolicyAlgorithm):
+        return {}
+    params = inspect.signature(cls).parameters
+    n_steps = max(2, min(params["n_steps"].default, config.timesteps // config.envs))
+    kwargs = {"n_steps": n_steps}
+    if "batch_size" in params:
+        kwargs["batch_size"] = min(params["batch_size"].default, n_steps * config.envs)
+    return kwargs
+
+
 def sb3_path(run: RunDir, algo: str):
     return run.controller / f"sb3_{algo.lower()}.zip"
 
@@ -55,7 +71,7 @@ def train_sb3(run: RunDir, config: SB3Config, progress: bool = True) -> dict:
             print(f"dream: resuming {config.algo.upper()} at {model.num_timesteps} timesteps")
         else:
             model = cls("MlpPolicy", env, seed=config.seed, device=policy_device, verbose=0,
-                        tensorboard_log=str(run.tb))
+                        tensorboard_log=str(run.tb), **rollout_kwargs(cls, config))
     except (ValueError, AssertionError) as e:
         raise UserError(f"{config.algo.upper()} cannot train on this action space: {e}") from None
     remaining = config.timesteps - model.num_timesteps

@@ -1,0 +1,280 @@
+"""The dream as an environment and what trains in it: DreamEnv, the SB3 VecEnv, the controller, CMA-ES.
+
+``trained_catch`` (also used by ``test_eval.py``) collects and trains one tiny Catch run per
+session through the ``wm`` CLI; tests that change a run work on a ``shutil.copytree`` copy.
+Where a test needs a dream whose rules are known, ``ActionMemory`` stands in for the memory
+model: it implements the ``Memory`` interface and pays 1 per step for the highest Discrete action.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import shutil
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium.utils.env_checker import check_env as gym_check_env
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+from agents.controller import ControllerSpec
+from envs.make import make_raw_env
+from envs.spaces import ActionSpec
+from worldmodels.cli import main
+from worldmodels.dream import BatchedDream, DreamConfig, DreamEnv, dream_vec_env, rollout_population
+from worldmodels.models.mdnrnn import MDNRNN, GaussianMixture, MDNRNNConfig
+from worldmodels.models.memory import Prediction, State
+from worldmodels.rundir import RunDir
+
+CARRACING = ActionSpec("box", 3, (-1.0, 0.0, 0.0), (1.0, 1.0, 1.0))  # steer, gas, brake
+TINY_TRAIN = ["--epochs", "1", "--hidden-size", "32", "--seq-len", "8", "--batch-size", "16"]
+TINY_CMA = ["--population", "4", "--rollouts", "1", "--dream-steps", "5", "--real-every", "0"]
+_BUILT: dict[str, Path] = {}
+
+
+def build_trained_catch(tmp_path_factory) -> Path:
+    """Once per session: 4 Catch episodes (1 ball), a 1-epoch VAE, an h=32 MDN-RNN, a 1-generation controller."""
+    if "catch" not in _BUILT:
+        root = tmp_path_factory.mktemp("trained-catch") / "run"
+        for argv in (["collect", "envs.catch:Catch", "--episodes", "4", "--workers", "1",
+                      "--env-kwargs", '{"balls": 1}'],
+                     ["train", *TINY_TRAIN],
+                     ["dream", "--generations", "1", *TINY_CMA]):
+            assert main([*argv, "--run", str(root)]) == 0
+        _BUILT["catch"] = root
+    return _BUILT["catch"]
+
+
+@pytest.fixture
+def trained_catch(tmp_path_factory) -> Path:
+    """The session's trained Catch run. Read-only: copy it (``copy_run``) to change it."""
+    return build_trained_catch(tmp_path_factory)
+
+
+def copy_run(root: Path, tmp_path: Path) -> RunDir:
+    return RunDir(shutil.copytree(root, tmp_path / "run"))
+
+
+def wm_error(capsys, argv: list[str]) -> str:
+    """Run ``wm ARGV``, expecting a user error: returns its one stderr line."""
+    capsys.readouterr()
+    assert main(argv) != 0
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in lines[0], lines
+    return lines[0]
+
+
+class ActionMemory:
+    """A ``Memory`` with known rules: ``h`` is the last action (one-hot if discrete), the reward is
+    its last component, the next ``z`` is N(0, 1), and the dream terminates on action ``stop``."""
+
+    def __init__(self, z_dim: int, action_dim: int, stop: int | None = None):
+        self.z_dim, self.action_dim, self.hidden_size = z_dim, action_dim, action_dim
+        self.stop = stop
+
+    def initial_state(self, batch: int) -> State:
+        return (torch.zeros(batch, self.action_dim),)
+
+    def step(self, state: State, z: torch.Tensor, action: torch.Tensor) -> State:
+        return (action.clone(),)
+
+    def predict(self, state: State) -> Prediction:
+        h = state[0]
+        zeros = torch.zeros(len(h), self.z_dim, 1)  # one standard-normal component per dimension
+        done = torch.full((len(h),), -20.0) if self.stop is None else 40 * h[:, self.stop] - 20
+        return Prediction(GaussianMixture(zeros, zeros, zeros), h[:, -1], done)
+
+    def sample(self, state: State, temperature: float = 1.0) -> torch.Tensor:
+        return self.predict(state).next_z.sample(temperature)
+
+    def features(self, state: State) -> torch.Tensor:
+        return state[0]
+
+
+def random_dream(action: ActionSpec, config: DreamConfig | None = None, seed: int = 0) -> BatchedDream:
+    """A dream over an untrained MDN-RNN (z=8, h=16) starting from 5 random latents."""
+    torch.manual_seed(seed)
+    memory = MDNRNN(MDNRNNConfig(z_dim=8, action_dim=action.dim, hidden_size=16)).eval()
+    start = (torch.randn(5, 8), torch.full((5, 8), -2.0))
+    return BatchedDream(memory, start, action, config or DreamConfig(max_steps=20))
+
+
+# --- DreamEnv and DreamVecEnv ---------------------------------------------------------------
+
+@pytest.mark.filterwarnings("ignore:.*Box observation space m")  # latents are unbounded
+@pytest.mark.parametrize("env", ["envs.point:PointMass", "envs.catch:Catch"])
+def test_dream_env_passes_the_gymnasium_and_sb3_checkers(env):
+    action = ActionSpec.from_space(make_raw_env(env).action_space)
+    dream_env = DreamEnv(random_dream(action))
+    assert dream_env.action_space == action.space()
+    assert dream_env.observation_space.shape == (8 + 16,)
+    gym_check_env(dream_env, skip_render_check=True)
+    sb3_check_env(dream_env, warn=False)
+
+
+def test_dream_env_is_the_batched_dream_with_one_dream():
+    action = ActionSpec.from_space(gym.spaces.Discrete(3))
+    env, batched = DreamEnv(random_dream(action)), random_dream(action)
+    obs, _ = env.reset(seed=7)
+    batched.seed(7)
+    np.testing.assert_array_equal(obs, batched.reset(1)[0].numpy())
+    for a in [0, 2, 1, 1, 2]:
+        obs, reward, terminated, truncated, _ = env.step(a)
+        b_obs, b_reward, b_terminated, b_truncated = batched.step(torch.tensor([a]))
+        np.testing.assert_array_equal(obs, b_obs[0].numpy())
+        assert (reward, terminated, truncated) == (float(b_reward[0]), bool(b_terminated[0]), bool(b_truncated[0]))
+    other, _ = env.reset(seed=8)
+    assert not np.array_equal(other, env.reset(seed=7)[0])  # the seed matters
+
+
+def test_dreams_leave_the_global_rng_alone():
+    dream = random_dream(ActionSpec("discrete", 3))
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    dream.reset(4)
+    dream.step(torch.tensor([0, 1, 2, 0]))
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_vec_env_resets_finished_dreams_and_reports_their_last_observation():
+    memory = ActionMemory(z_dim=4, action_dim=3, stop=1)  # action 1 ends a dream
+    dream = BatchedDream(memory, (torch.zeros(2, 4), torch.zeros(2, 4)), ActionSpec("discrete", 3), DreamConfig())
+    env = dream_vec_env(dream, 4)
+    env.seed(0)
+    first = env.reset()
+    assert first.shape == (4, 4 + 3) and first.dtype == np.float32
+    obs, reward, done, infos = env.step(np.array([0, 1, 2, 1]))
+    np.testing.assert_array_equal(done, [False, True, False, True])
+    np.testing.assert_array_equal(reward, [0, 0, 1, 0])  # reward 1 for action 2
+    for i in (1, 3):  # finished: restarted (h = 0), the final observation saw action 1
+        np.testing.assert_array_equal(infos[i]["terminal_observation"][4:], [0, 1, 0])
+        assert infos[i]["TimeLimit.truncated"] is False
+        np.testing.assert_array_equal(obs[i, 4:], [0, 0, 0])
+    assert infos[0] == {} and infos[2] == {}
+    np.testing.assert_array_equal(obs[[0, 2], 4:], [[1, 0, 0], [0, 0, 1]])  # still going
+
+
+def test_vec_env_truncates_dreams_at_max_steps():
+    dream = BatchedDream(ActionMemory(4, 2), (torch.zeros(1, 4), torch.zeros(1, 4)),
+                         ActionSpec("box", 2, (-1.0, -1.0), (1.0, 1.0)), DreamConfig(max_steps=3))
+    env = dream_vec_env(dream, 2)
+    env.reset()
+    for _ in range(2):
+        assert not env.step(np.zeros((2, 2), np.float32))[2].any()
+    _, _, done, infos = env.step(np.zeros((2, 2), np.float32))
+    assert done.all() and all(info["TimeLimit.truncated"] for info in infos)
+    assert all(info["terminal_observation"].shape == (6,) for info in infos)
+
+
+# --- the controller -------------------------------------------------------------------------
+
+def test_linear_controller_has_the_papers_867_parameters():
+    spec = ControllerSpec.for_run(32, 256, CARRACING)
+    assert (spec.in_dim, spec.out_dim, spec.n_params) == (288, 3, 288 * 3 + 3)
+    assert spec.n_params == 867
+    assert ControllerSpec.for_run(32, 256, CARRACING, hidden=40).n_params == 288 * 40 + 40 + 40 * 3 + 3
+
+
+def test_box_actions_stay_in_bounds_and_reach_them():
+    spec = ControllerSpec.for_run(32, 256, CARRACING)
+    torch.manual_seed(0)
+    actions = spec.act(10 * torch.randn(8, spec.n_params), torch.randn(8, 50, 288), CARRACING)
+    assert actions.shape == (8, 50, 3)
+    steer, pedals = actions[..., 0], actions[..., 1:]
+    assert steer.min() >= -1 and steer.max() <= 1 and pedals.min() >= 0 and pedals.max() <= 1
+    assert steer.min() < -0.99 and steer.max() > 0.99 and pedals.min() < 0.01 and pedals.max() > 0.99
+    bias_only = torch.zeros(1, spec.n_params)
+    bias_only[0, -3:] = torch.tensor([0.0, 100.0, -100.0])  # parameters are W (row-major), then b
+    np.testing.assert_allclose(spec.act(bias_only, torch.randn(1, 2, 288), CARRACING)[0].numpy(),
+                               [[0, 1, 0]] * 2, atol=1e-6)  # tanh(0) -> middle of [-1, 1]
+
+
+def test_discrete_actions_are_argmax_indices():
+    action = ActionSpec("discrete", 3)
+    spec = ControllerSpec.for_run(8, 16, action)
+    params, features = torch.randn(4, spec.n_params), torch.randn(4, 6, 24)
+    actions = spec.act(params, features, action)
+    assert actions.dtype == torch.int64 and actions.shape == (4, 6)
+    assert torch.equal(actions, spec.logits(params, features).argmax(-1))
+    assert set(actions.unique().tolist()) <= {0, 1, 2}
+
+
+@pytest.mark.parametrize("hidden", [0, 16])
+def test_population_evaluation_equals_one_candidate_at_a_time(hidden):
+    spec = ControllerSpec.for_run(32, 256, CARRACING, hidden)
+    torch.manual_seed(0)
+    params, features = torch.randn(6, spec.n_params), torch.randn(6, 5, 288)
+    together = spec.logits(params, features)
+    for p in range(6):
+        alone = spec.logits(params[p:p + 1], features[p:p + 1])
+        torch.testing.assert_close(together[p:p + 1], alone, rtol=1e-5, atol=1e-5)  # up to float rounding
+        w, b = params[p, :288 * 3].view(3, 288), params[p, 288 * 3:288 * 3 + 3]
+        if not hidden:  # and it is the paper's W [z h] + b
+            torch.testing.assert_close(alone[0], features[p] @ w.T + b, rtol=1e-5, atol=1e-5)
+
+
+def test_dreams_that_end_stop_earning():
+    memory = ActionMemory(z_dim=4, action_dim=3, stop=2)  # action 2 earns 1 and ends the dream
+    dream = BatchedDream(memory, (torch.zeros(1, 4), torch.zeros(1, 4)), ActionSpec("discrete", 3),
+                         DreamConfig(max_steps=10))
+    returns, _ = rollout_population(dream, lambda f: torch.full(f.shape[:2], 2), population=3, rollouts=2)
+    assert returns.shape == (3, 2) and torch.equal(returns, torch.ones(3, 2))
+
+
+# --- wm dream -------------------------------------------------------------------------------
+
+def test_cma_es_improves_the_dream_return(trained_catch, tmp_path, monkeypatch):
+    """On Catch's action space with a dream that pays 1 per step for action 2 (max 20 per dream)."""
+    import worldmodels.evolution
+
+    run = copy_run(trained_catch, tmp_path)
+    monkeypatch.setattr(worldmodels.evolution, "load_memory", lambda *args: ActionMemory(z_dim=32, action_dim=3))
+    assert main(["dream", "--run", str(run.root), "--no-resume", "--generations", "6", "--population", "16",
+                 "--rollouts", "2", "--dream-steps", "20", "--real-every", "0", "--sigma0", "0.5"]) == 0
+    fitness = [g["mean"] for g in json.loads((run.controller / "history.json").read_text())["generations"]]
+    assert len(fitness) == 6
+    assert fitness[0] < 8  # random actions: about 20 / 3
+    assert fitness[-1] > fitness[0] + 4 and fitness[-1] == max(fitness), fitness
+
+
+def test_wm_dream_resumes_where_it_stopped(trained_catch, tmp_path, capsys):
+    run = copy_run(trained_catch, tmp_path)
+    dream = ["dream", "--run", str(run.root), *TINY_CMA]
+    assert main([*dream, "--no-resume", "--generations", "2"]) == 0
+    first = json.loads((run.controller / "history.json").read_text())["generations"]
+    capsys.readouterr()
+    assert main([*dream, "--generations", "4"]) == 0
+    assert "resuming CMA-ES after generation 2" in capsys.readouterr().out
+    history = json.loads((run.controller / "history.json").read_text())
+    assert [g["generation"] for g in history["generations"]] == [1, 2, 3, 4]
+    assert history["generations"][:2] == first  # continued, not restarted
+    assert pickle.loads((run.controller / "cma_state.pkl").read_bytes()).countiter == 4  # the saved state went on
+    before = {p.name: p.read_bytes() for p in run.controller.iterdir()}
+    assert main([*dream, "--generations", "4"]) == 0
+    assert "nothing to do" in capsys.readouterr().out
+    assert {p.name: p.read_bytes() for p in run.controller.iterdir()} == before
+
+
+def test_ppo_trains_on_the_dream_and_is_evaluated(trained_catch, tmp_path):
+    run = copy_run(trained_catch, tmp_path)
+    assert main(["dream", "--run", str(run.root), "--algo", "ppo", "--timesteps", "256", "--envs", "4",
+                 "--dream-steps", "20"]) == 0
+    info = json.loads((run.controller / "sb3_ppo.json").read_text())
+    assert info["algo"] == "ppo" and info["timesteps"] == 256 and Path(info["path"]).exists()  # no 2048-step rollouts
+    assert main(["eval", "--run", str(run.root), "--agent", "sb3", "--episodes", "2", "--workers", "1"]) == 0
+    results = json.loads((run.eval / "results.json").read_text())
+    assert results["agent"] == "sb3" and len(results["returns"]) == 2
+
+
+def test_wm_dream_errors_are_one_line(trained_catch, tmp_path, capsys):
+    run = copy_run(trained_catch, tmp_path)
+    line = wm_error(capsys, ["dream", "--run", str(run.root), "--algo", "nope"])
+    assert line.startswith("wm dream: error: unknown stable-baselines3 algorithm 'nope'") and "ppo" in line
+    shutil.rmtree(run.memory)
+    for algo in ("cma", "ppo"):
+        line = wm_error(capsys, ["dream", "--run", str(run.root), "--algo", algo])
+        assert line.startswith("wm dream: error: no model in") and "memory" in line

@@ -1,0 +1,63 @@
+"""``wm run``: the whole pipeline (collect -> train -> dream -> round 2 -> eval) on the smoke preset."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from worldmodels.cli import main
+from worldmodels.data import list_episodes
+from worldmodels.rundir import RunDir
+
+
+def check_smoke_run(run: RunDir, env: str, out: str) -> dict:
+    """What a finished smoke run holds: 4 + 2 episodes, models, 2 + 1 CMA-ES generations, scores, a video."""
+    summary = json.loads((run.root / "pipeline.json").read_text())
+    assert summary["env"] == env and summary["preset"] == "smoke"
+    assert set(summary["seconds"]) == {"collect", "vision", "memory", "dream", "eval_controller", "eval_random"}
+    assert set(summary["scores"]) == {"controller", "random"}
+    for agent, score in summary["scores"].items():
+        results = json.loads((run.eval / f"{agent}.json").read_text())
+        assert score["episodes"] == len(results["returns"]) == 2
+        assert score["mean"] == pytest.approx(np.mean(results["returns"]))
+        assert f"{agent:12s} {score['mean']:8.1f}" in out
+    assert len(list_episodes(run.episodes)) == 6
+    assert len(list_episodes(run.latents)) == 6
+    for stage in (run.vision, run.memory):
+        assert (stage / "config.json").exists() and (stage / "best.pt").exists()
+    history = json.loads((run.controller / "history.json").read_text())
+    assert [g["generation"] for g in history["generations"]] == [1, 2, 3]
+    assert len(history["real"]) == 3  # the smoke preset checks the mean in the real env every generation
+    config = json.loads((run.controller / "config.json").read_text())
+    with np.load(run.controller / "params.npz") as data:
+        assert data["params"].shape == (config["spec"]["in_dim"] * config["spec"]["out_dim"]
+                                        + config["spec"]["out_dim"],)
+    assert (run.controller / "cma_state.pkl").exists()
+    assert (run.eval / "controller_best.mp4").stat().st_size > 0
+    assert any(run.tb.iterdir())
+    return summary
+
+
+def test_smoke_pipeline_on_catch(tmp_path: Path, capsys):
+    run = RunDir(tmp_path / "catch")
+    assert main(["run", "envs.catch:Catch", "--run", str(run.root), "--preset", "smoke", "--workers", "1"]) == 0
+    check_smoke_run(run, "envs.catch:Catch", capsys.readouterr().out)
+    assert json.loads((run.root / "run.json").read_text())["env"]["action_space"]["kind"] == "discrete"
+
+
+@pytest.mark.slow
+def test_smoke_pipeline_on_carracing(tmp_path: Path, capsys):
+    run = RunDir(tmp_path / "car")
+    assert main(["run", "CarRacing-v3", "--run", str(run.root), "--preset", "smoke", "--workers", "1"]) == 0
+    check_smoke_run(run, "CarRacing-v3", capsys.readouterr().out)
+    config = json.loads((run.controller / "config.json").read_text())
+    assert config["spec"]["out_dim"] == 3 and config["spec"]["in_dim"] == 32 + 64  # z=32, h=64 in smoke
+
+
+def test_unknown_preset_is_a_one_line_error(tmp_path: Path, capsys):
+    assert main(["run", "envs.catch:Catch", "--run", str(tmp_path / "run"), "--preset", "huge"]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["wm run: error: unknown preset 'huge'; choose one of smoke, laptop, gpu, paper"]
