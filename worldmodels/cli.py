@@ -15,6 +15,15 @@ def _crop(text: str) -> tuple[int, int, int, int]:
     return tuple(parts)
 
 
+def _add_backend(p, what: str) -> None:
+    p.add_argument("--backend", choices=["local", "ray"], default="local",
+                   help=f"where {what} run: local processes (default) or Ray actors (pip install 'worldmodels[ray]'; "
+                        "the run directory must be on storage every node shares)")
+    p.add_argument("--ray-address", default=None,
+                   help="Ray cluster to attach to: HOST:PORT, or auto for the one `ray start` made on this node "
+                        "(default: $RAY_ADDRESS, else a new local one)")
+
+
 def add_collect(sub) -> None:
     p = sub.add_parser("collect", help="roll out a policy in an env and store episodes",
                        description="Collect episodes into RUN/episodes (one compressed .npz each). "
@@ -24,6 +33,7 @@ def add_collect(sub) -> None:
     p.add_argument("--episodes", type=int, default=16, help="total episodes the run should hold (default 16)")
     p.add_argument("--max-steps", type=int, default=None, help="truncate episodes after T agent steps")
     p.add_argument("--workers", type=int, default=None, help="worker processes (default: number of cores)")
+    _add_backend(p, "the workers")
     p.add_argument("--policy", default="random",
                    help="agent that acts: random, brownian, or any trained agent of the run (default random)")
     p.add_argument("--seed", type=int, default=0, help="episode i is seeded from (seed, i) (default 0)")
@@ -41,7 +51,8 @@ def cmd_collect(args) -> None:
 
     config = CollectConfig(env=args.env, episodes=args.episodes, max_steps=args.max_steps, workers=args.workers,
                            policy=args.policy, seed=args.seed, env_kwargs=parse_kwargs(args.env_kwargs),
-                           frame_skip=args.frame_skip, crop=args.crop)
+                           frame_skip=args.frame_skip, crop=args.crop, backend=args.backend,
+                           ray_address=args.ray_address)
     s = collect(RunDir(args.run), config)
     print(f"collect: {s['episodes']} episodes ({s['collected']} new), {s['frames']} frames, "
           f"return mean {s['return_mean']:.2f} min {s['return_min']:.2f} max {s['return_max']:.2f}, "
@@ -114,6 +125,7 @@ def add_dream(sub) -> None:
     p.add_argument("--timesteps", type=int, default=100_000, help="SB3: dream timesteps in total (default 100000)")
     p.add_argument("--envs", type=int, default=16, help="SB3: parallel dreams (default 16)")
     p.add_argument("--workers", type=int, default=None, help="worker processes for real-env checks")
+    _add_backend(p, "real-env checks")
     p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
@@ -137,7 +149,7 @@ def cmd_dream(args) -> None:
                            done_threshold=args.done_threshold, max_steps=args.dream_steps,
                            real_every=args.real_every, real_episodes=args.real_episodes,
                            real_max_steps=args.real_max_steps, select=args.select, workers=args.workers,
-                           seed=args.seed, device=args.device)
+                           backend=args.backend, ray_address=args.ray_address, seed=args.seed, device=args.device)
         history = train_cma(run, config)
         last = history["generations"][-1]
         line = f"dream: {last['generation']} generations, dream fitness best {last['best']:.1f} mean {last['mean']:.1f}"
@@ -167,6 +179,7 @@ def add_eval(sub) -> None:
     p.add_argument("--agent", default="controller", help=f"one of {', '.join(AGENTS)} (default controller)")
     p.add_argument("--episodes", type=int, default=10, help="episodes (default 10)")
     p.add_argument("--workers", type=int, default=None, help="worker processes (default: number of cores)")
+    _add_backend(p, "the workers")
     p.add_argument("--max-steps", type=int, default=None, help="truncate episodes (default: the run's setting)")
     p.add_argument("--video", action="store_true", help="write mp4s of the best and worst episode")
     p.add_argument("--seed", type=int, default=0, help="episode i is seeded from (seed, i) (default 0)")
@@ -188,7 +201,8 @@ def cmd_eval(args) -> None:
     options = {k: getattr(args, k) for k in ("algo", "horizon", "candidates", "iterations", "elites", "method")
                if getattr(args, k) is not None}
     s = evaluate(run, args.agent, episodes=args.episodes, workers=args.workers, seed=args.seed,
-                 max_steps=args.max_steps, video=args.video, agent_options=options)
+                 max_steps=args.max_steps, video=args.video, agent_options=options, backend=args.backend,
+                 ray_address=args.ray_address)
     print(f"eval {args.agent}: {s['mean']:.1f} +- {s['std']:.1f} over {s['episodes']} episodes "
           f"(min {s['min']:.1f}, max {s['max']:.1f}) -> {run.eval / 'results.json'}")
     for name, path in s.get("videos", {}).items():

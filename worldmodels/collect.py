@@ -19,7 +19,7 @@ from envs.pixels import PixelConfig
 from envs.spaces import ActionSpec
 from worldmodels.data import CorruptEpisode, episode_path, list_episodes, quick_check, save_episode
 from worldmodels.errors import UserError
-from worldmodels.executor import LocalExecutor, default_workers
+from worldmodels.executor import default_workers, make_executor
 from worldmodels.rollout import episode_seed, run_episode
 from worldmodels.rundir import RunDir, versions
 
@@ -38,6 +38,8 @@ class CollectConfig:
     frame_skip: int | None = None
     crop: tuple[int, int, int, int] | None = None
     device: str = "cpu"  # where a model-based policy runs in the workers
+    backend: str = "local"  # "local" processes or "ray" actors (workers write RUN/episodes: shared storage)
+    ray_address: str | None = None  # the Ray cluster to attach to (None: $RAY_ADDRESS or a local one)
 
 
 def env_meta(config: CollectConfig) -> dict:
@@ -111,14 +113,15 @@ def collect(run: RunDir, config: CollectConfig, progress: bool = True) -> dict:
     else:
         meta = {"env": meta_env, "collections": [], "versions": versions()}
     action = ActionSpec.from_dict(meta_env["action_space"])
+    workers = config.workers or default_workers()
+    executor = make_executor(config.backend, workers, _init_worker,
+                             (str(run.root.resolve()), config.policy, config.device, config.max_steps), config.ray_address)
     run.root.mkdir(parents=True, exist_ok=True)
     run.write_meta(meta)
     todo, problems = scan(run, action, config.episodes)
     for line in problems:
         tqdm.write(line)
 
-    workers = config.workers or default_workers()
-    executor = LocalExecutor(workers, _init_worker, (str(run.root), config.policy, config.device, config.max_steps))
     tasks = [(i, episode_seed(config.seed, i)) for i in todo]
     start, steps = time.perf_counter(), 0
     bar = tqdm(total=len(tasks), desc=f"collect {config.env}", unit="ep", disable=not progress or not tasks)
@@ -132,7 +135,7 @@ def collect(run: RunDir, config: CollectConfig, progress: bool = True) -> dict:
     if tasks:
         meta = run.read_meta()
         meta["collections"].append({"policy": config.policy, "seed": config.seed, "episodes": todo,
-                                    "max_steps": config.max_steps, "workers": workers,
+                                    "max_steps": config.max_steps, "workers": workers, "backend": config.backend,
                                     "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
         run.write_meta(meta)
     return summarize(run, config.episodes, len(tasks), steps, elapsed)

@@ -40,12 +40,24 @@ def initial_latents(latents_dir, limit: int | None = None) -> tuple[Tensor, Tens
     return torch.from_numpy(np.stack(mus)), torch.from_numpy(np.stack(logvars))
 
 
+def intrinsic_bonus(run, memory, device, kind: str | None, beta: float):
+    """The dream's curiosity bonus for ``--intrinsic KIND`` (None when not asked for)."""
+    if not kind:
+        return None
+    from worldmodels.curiosity import dream_bonus
+
+    print(f"dream: adding {beta} x normalised {kind} intrinsic reward")
+    return dream_bonus(kind, run, memory, device, beta)
+
+
+
 class BatchedDream:
     """N dreams in lockstep over ``memory`` (any ``Memory``), all tensors on ``device``."""
 
     def __init__(self, memory, start: tuple[Tensor, Tensor], action: ActionSpec, config: DreamConfig,
-                 device: torch.device | str = "cpu", vision=None):
+                 device: torch.device | str = "cpu", vision=None, bonus=None):
         self.memory = memory
+        self.bonus = bonus  # optional intrinsic reward: bonus(state, z, action, next_z) -> [n] (curiosity)
         self.start_mu, self.start_std = start[0].to(device), torch.exp(0.5 * start[1]).to(device)
         self.action = action
         self.config = config
@@ -97,14 +109,16 @@ class BatchedDream:
     @torch.no_grad()
     def step(self, action: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Env actions ``[n, A]`` (or indices ``[n]``) -> (obs ``[n, Z+H]``, reward, terminated, truncated ``[n]``)."""
-        self.state = self.memory.step(self.state, self.z, self.action.to_model(action.to(self.device)))
+        state, z, a = self.state, self.z, self.action.to_model(action.to(self.device))
+        self.state = self.memory.step(state, z, a)
         prediction = self.memory.predict(self.state)
         tau = self.config.temperature
         self.z = prediction.next_z.mean if tau <= 0 else self._sample(prediction.next_z, tau)
         self.t += 1
         terminated = torch.sigmoid(prediction.done_logit) > self.config.done_threshold
         truncated = (self.t >= self.config.max_steps) & ~terminated
-        return self.observe(), prediction.reward, terminated, truncated
+        reward = prediction.reward if self.bonus is None else prediction.reward + self.bonus(state, z, a, self.z)
+        return self.observe(), reward, terminated, truncated
 
     def _sample(self, distribution, tau: float) -> Tensor:
         # ``sample`` draws from the device's global RNG: lend it our sampler's state, so dreams are

@@ -7,7 +7,8 @@ import time
 import numpy as np
 from tqdm.auto import tqdm
 
-from worldmodels.executor import LocalExecutor, default_workers
+from agents import load_agent
+from worldmodels.executor import default_workers, make_executor
 from worldmodels.rollout import episode_seed, run_episode
 from worldmodels.rundir import RunDir, atomic_write_json
 
@@ -15,8 +16,6 @@ _WORKER: dict = {}
 
 
 def _init_worker(root: str, agent: str, device: str, max_steps: int | None, options: dict) -> None:
-    from agents import load_agent
-
     run = RunDir(root)
     _WORKER["env"] = run.make_env(max_steps=max_steps)
     _WORKER["agent"] = load_agent(agent, run, device, **options)
@@ -33,19 +32,23 @@ def _eval_one(task: tuple[int, int, bool]) -> dict:
 
 def evaluate(run: RunDir, agent: str, episodes: int = 10, workers: int | None = None, seed: int = 0,
              max_steps: int | None = None, video: bool = False, progress: bool = True,
-             agent_options: dict | None = None, device: str = "cpu", write: bool = True) -> dict:
+             agent_options: dict | None = None, device: str = "cpu", write: bool = True, backend: str = "local",
+             ray_address: str | None = None) -> dict:
     """Score ``agent`` over ``episodes`` real episodes (episode i seeded from (seed, i)).
 
     Returns (and, with ``write``, saves to ``RUN/eval/results.json`` and ``RUN/eval/AGENT.json``)
     per-episode returns and lengths with their mean, std, min and max. ``video`` writes mp4s of
-    the best and the worst episode, real frames beside the VAE reconstruction.
+    the best and the worst episode, real frames beside the VAE reconstruction. ``backend``
+    ``"ray"`` runs the episodes on Ray actors (at ``ray_address``; see ``worldmodels.executor``).
     """
     run.read_meta()
     if max_steps is None:
         max_steps = run.env_spec()[3]
     workers = min(workers or default_workers(), episodes)
     options = agent_options or {}
-    executor = LocalExecutor(workers, _init_worker, (str(run.root), agent, device, max_steps, options))
+    load_agent(agent, run, device, **options)  # user errors (unknown agent, missing model) here, not in a worker
+    executor = make_executor(backend, workers, _init_worker, (str(run.root.resolve()), agent, device, max_steps, options),
+                             ray_address)
     tasks = [(i, episode_seed(seed, i), video) for i in range(episodes)]
     results, extremes = [], {}
     start = time.perf_counter()

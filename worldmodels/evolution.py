@@ -4,14 +4,19 @@ Every generation the whole population is one batched dream of ``P x R`` rollouts
 state is saved each generation (``controller/cma_state.pkl``, pycma's own pickle; model
 weights stay weights-only), so re-running resumes. Every ``real_every`` generations the mean
 solution is also scored in the real env, so the dream-to-real gap is visible; with
-``select="real"`` the controller kept is the one that scored best there.
+``select="real"`` the controller kept is the one that scored best there. With several CUDA
+devices visible, each generation's population is split across them (one ``BatchedDream`` per
+device, each with its own copy of the memory model, run in parallel threads); one device is
+the plain path.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import pickle
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -43,6 +48,8 @@ class CMAConfig:
     real_max_steps: int | None = None  # truncate real-env checks (None: the run's max_steps)
     select: str = "real"  # "real": keep the controller that scored best in real checks; "dream": CMA's mean
     workers: int | None = None
+    backend: str = "local"  # where real-env checks run: "local" processes or "ray" actors
+    ray_address: str | None = None
     seed: int = 0
     device: str = "auto"
 
@@ -67,8 +74,11 @@ def train_cma(run: RunDir, config: CMAConfig, progress: bool = True) -> dict:
     memory = load_memory(run, device, vision)
     action = run.action_spec()
     spec = ControllerSpec.for_run(memory.z_dim, memory.hidden_size, action, config.hidden)
-    dream = BatchedDream(memory, initial_latents(run.latents), action,
-                         DreamConfig(config.temperature, config.done_threshold, config.max_steps), device, vision)
+    dream_config = DreamConfig(config.temperature, config.done_threshold, config.max_steps)
+    start = initial_latents(run.latents)
+    dream = BatchedDream(memory, start, action, dream_config, device, vision)
+    shards = [dream] + [BatchedDream(copy.deepcopy(memory).to(d), start, action, dream_config, d)
+                        for d in other_gpus(device)][:config.population - 1]  # one per GPU when several
     state_path = run.controller / "cma_state.pkl"
     history_path = run.controller / "history.json"
     run.controller.mkdir(parents=True, exist_ok=True)
@@ -100,11 +110,8 @@ def train_cma(run: RunDir, config: CMAConfig, progress: bool = True) -> dict:
     for gen in bar:
         t0 = time.perf_counter()
         solutions = es.ask()
-        params = torch.as_tensor(np.stack(solutions), dtype=torch.float32, device=device)
-        dream.seed(config.seed * 100_003 + gen)
-        returns, _ = rollout_population(dream, lambda f, p=params: spec.act(p, f, action), config.population,
-                                        config.rollouts)
-        fitness = returns.mean(1).cpu().numpy()
+        params = torch.as_tensor(np.stack(solutions), dtype=torch.float32)
+        fitness = population_fitness(shards, spec, params, action, config.rollouts, config.seed * 100_003 + gen)
         es.tell(solutions, (-fitness).tolist())
         record = {"generation": gen + 1, "best": float(fitness.max()), "mean": float(fitness.mean()),
                   "worst": float(fitness.min()), "sigma": float(es.sigma), "seconds": time.perf_counter() - t0}
@@ -119,6 +126,7 @@ def train_cma(run: RunDir, config: CMAConfig, progress: bool = True) -> dict:
         if config.real_every and ((gen + 1) % config.real_every == 0 or last):
             result = evaluate(run, "controller", episodes=config.real_episodes, workers=config.workers,
                               seed=10_000 + gen, max_steps=config.real_max_steps, progress=False,
+                              backend=config.backend, ray_address=config.ray_address,
                               agent_options={"params": mean.tolist(), "spec": spec.to_dict()})
             real = {"generation": gen + 1, "mean": result["mean"], "std": result["std"],
                     "dream": float(dream_score(dream, spec, mean, action, config, device))}
@@ -139,6 +147,31 @@ def train_cma(run: RunDir, config: CMAConfig, progress: bool = True) -> dict:
         bar.set_postfix(best=f"{record['best']:.1f}", mean=f"{record['mean']:.1f}", sigma=f"{record['sigma']:.3f}")
     writer.close()
     return history
+
+
+def other_gpus(device: torch.device) -> list[torch.device]:
+    """The visible CUDA devices besides ``device`` when it is one of several (else none)."""
+    if device.type != "cuda" or torch.cuda.device_count() < 2:
+        return []
+    primary = device.index if device.index is not None else torch.cuda.current_device()
+    return [torch.device("cuda", i) for i in range(torch.cuda.device_count()) if i != primary]
+
+
+def population_fitness(shards: list[BatchedDream], spec: ControllerSpec, params: torch.Tensor, action,
+                       rollouts: int, seed: int) -> np.ndarray:
+    """Mean dream return of each candidate (rows of ``params``), the population split over ``shards``."""
+
+    def run(k: int, dream: BatchedDream, p: torch.Tensor) -> np.ndarray:
+        dream.seed(seed + 1_000_003 * k)
+        p = p.to(dream.device)
+        returns, _ = rollout_population(dream, lambda f: spec.act(p, f, action), len(p), rollouts)
+        return returns.mean(1).cpu().numpy()
+
+    chunks = torch.tensor_split(params, len(shards))
+    if len(shards) == 1:
+        return run(0, shards[0], params)
+    with ThreadPoolExecutor(len(shards)) as pool:  # CUDA work releases the GIL: the devices run together
+        return np.concatenate(list(pool.map(run, range(len(shards)), shards, chunks)))
 
 
 def dream_score(dream: BatchedDream, spec: ControllerSpec, params: np.ndarray, action, config: CMAConfig,

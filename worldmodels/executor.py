@@ -1,8 +1,11 @@
-"""Run independent work units (whole episodes) in worker processes.
+"""Run independent work units (whole episodes) in worker processes, here or on a Ray cluster.
 
-``LocalExecutor`` uses processes on this machine (``spawn``, so workers never inherit a
-half-initialised torch or display). Each worker runs ``initializer(*initargs)`` once (to build
-its env and agent), then work units; results stream back unordered.
+Two backends share one contract, ``map_unordered(fn, tasks)``: each worker runs
+``initializer(*initargs)`` once (to build its env and agent), then work units; results stream
+back to the caller unordered. ``LocalExecutor`` uses processes on this machine (``spawn``, so
+workers never inherit a half-initialised torch or display); ``RayExecutor`` uses one Ray actor
+per worker, anywhere in a cluster, and reruns the unit of a worker that dies. ``make_executor``
+picks one by name (``--backend local|ray``).
 """
 
 from __future__ import annotations
@@ -10,8 +13,13 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import sys
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+from worldmodels.errors import UserError
+
+BACKENDS = ("local", "ray")
 
 
 def default_workers() -> int:
@@ -62,3 +70,103 @@ class LocalExecutor:
                     yield future.result()
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+class _RayWorker:
+    """The body of a Ray actor: the initializer once, then work units."""
+
+    def __init__(self, initializer: Callable, initargs: tuple):
+        _init(initializer, initargs)
+
+    def run(self, fn: Callable, task):
+        return fn(task)
+
+
+def import_ray():
+    """The ``ray`` module, or a ``UserError`` that says how to install it."""
+    try:
+        import ray
+    except ImportError:
+        raise UserError("--backend ray needs Ray: pip install 'worldmodels[ray]'") from None
+    return ray
+
+
+class RayExecutor:
+    """``map_unordered(fn, tasks)`` over ``workers`` Ray actors (one CPU each), anywhere in a cluster.
+
+    Uses the Ray already initialised in this process, else attaches to ``address`` (``"auto"``:
+    the cluster ``ray start`` made on this node; ``None``: ``$RAY_ADDRESS``, else a new local
+    one). Units go to idle actors; idle actors are released once no unit is queued. An actor
+    that dies (crash, node lost) is replaced by a fresh one (which runs the initializer again)
+    and its unit is rerun, at most ``retries`` times per unit, so units must be idempotent.
+    """
+
+    def __init__(self, workers: int, initializer: Callable, initargs: tuple = (), address: str | None = None,
+                 retries: int = 3):
+        self.workers = max(1, int(workers))
+        self.initializer = initializer
+        self.initargs = initargs
+        self.address = address
+        self.retries = retries
+
+    def map_unordered(self, fn: Callable, tasks: Iterable) -> Iterator:
+        tasks = list(tasks)
+        if not tasks:
+            return
+        ray = import_ray()
+        from ray.exceptions import RayActorError
+
+        if not ray.is_initialized():
+            ray.init(address=self.address, include_dashboard=False, logging_level="WARNING")
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        actor_class = ray.remote(num_cpus=1, max_restarts=0)(_RayWorker)
+
+        def spawn():
+            return actor_class.remote(self.initializer, self.initargs)
+
+        idle = [spawn() for _ in range(min(self.workers, cpus, len(tasks)))]
+        queue = deque((task, 0) for task in tasks)
+        running: dict = {}  # object ref -> (actor, task, attempt)
+        try:
+            while queue or running:
+                while queue and idle:
+                    actor = idle.pop()
+                    task, attempt = queue.popleft()
+                    running[actor.run.remote(fn, task)] = (actor, task, attempt)
+                if not queue:  # nothing left to hand out: free the CPUs of idle actors
+                    for actor in idle:
+                        ray.kill(actor)
+                    idle.clear()
+                [ref], _ = ray.wait(list(running), num_returns=1)
+                actor, task, attempt = running.pop(ref)
+                try:
+                    result = ray.get(ref)
+                except RayActorError as e:
+                    if e.actor_init_failed:
+                        raise RuntimeError(f"a Ray worker failed to start: {e}") from None
+                    if attempt >= self.retries:
+                        raise
+                    print(f"ray: a worker died ({type(e).__name__}); rerunning its unit on a new one",
+                          file=sys.stderr)
+                    ray.kill(actor)
+                    queue.appendleft((task, attempt + 1))
+                    idle.append(spawn())
+                    continue
+                idle.append(actor)
+                yield result
+        finally:
+            for actor in idle + [actor for actor, _, _ in running.values()]:
+                ray.kill(actor)
+
+
+def make_executor(backend: str, workers: int, initializer: Callable, initargs: tuple = (),
+                  address: str | None = None) -> LocalExecutor | RayExecutor:
+    """The executor of ``backend`` (``"local"`` or ``"ray"``); ``address`` is the Ray cluster's."""
+    if backend == "local":
+        if address is not None:
+            raise UserError("--ray-address needs --backend ray")
+        return LocalExecutor(workers, initializer, initargs)
+    if backend == "ray":
+        import_ray()
+        return RayExecutor(workers, initializer, initargs, address)
+    raise UserError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from worldmodels.checkpoint import load_memory, load_vision
 from worldmodels.device import pick_device
-from worldmodels.dream import BatchedDream, DreamConfig, dream_vec_env, initial_latents
+from worldmodels.dream import BatchedDream, DreamConfig, dream_vec_env, initial_latents, intrinsic_bonus
 from worldmodels.errors import UserError
 from worldmodels.rundir import RunDir, atomic_write_json
 
@@ -19,6 +19,8 @@ class SB3Config:
     temperature: float = 1.0
     done_threshold: float = 0.5
     max_steps: int = 1000
+    intrinsic: str | None = None  # curiosity bonus in the dream: surprise | icm | disagreement | infogain
+    beta: float = 1.0  # weight of the (normalised) intrinsic reward
     seed: int = 0
     device: str = "auto"
 
@@ -60,7 +62,8 @@ def train_sb3(run: RunDir, config: SB3Config, progress: bool = True) -> dict:
     vision = load_vision(run, device)
     memory = load_memory(run, device, vision)
     dream = BatchedDream(memory, initial_latents(run.latents), run.action_spec(),
-                         DreamConfig(config.temperature, config.done_threshold, config.max_steps), device, vision)
+                         DreamConfig(config.temperature, config.done_threshold, config.max_steps), device, vision,
+                         bonus=intrinsic_bonus(run, memory, device, config.intrinsic, config.beta))
     env = dream_vec_env(dream, config.envs)
     env.seed(config.seed)
     path = sb3_path(run, config.algo)

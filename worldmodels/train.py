@@ -3,7 +3,8 @@
 Both stages share one loop (``fit``): a held-out split of episodes, validation each epoch, the
 best checkpoint kept, early stopping, resume from ``last.pt``, TensorBoard, a progress bar.
 After vision training every episode is encoded once to (mu, logvar) in ``RUN/latents``; memory
-training re-samples ``z`` from them every batch, never re-running the VAE.
+training re-samples ``z`` from them every batch, never re-running the VAE. Under ``torchrun``
+(``WORLD_SIZE > 1``) the stages train data-parallel: see ``worldmodels.distributed``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from worldmodels import distributed
 from worldmodels.checkpoint import (
     check_memory_fits,
     load_state,
@@ -117,6 +119,10 @@ def fit(name: str, model: torch.nn.Module, directory: Path, *, epochs: int, pati
     ``directory/last.pt`` holds model, optimizer and bookkeeping after every epoch;
     ``best.pt`` the weights with the lowest validation loss; ``summary.json`` is written when
     training ends (all epochs, or ``patience`` epochs without improvement).
+
+    Distributed (``worldmodels.distributed``): every rank resumes from the same ``last.pt``,
+    trains on its slice of each global batch with DDP, and gets rank 0's validation loss; only
+    rank 0 writes files, and the others wait for it at the end.
     """
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     state = {"epoch": 0, "step": 0, "best_val": math.inf, "bad_epochs": 0, "history": []}
@@ -127,18 +133,24 @@ def fit(name: str, model: torch.nn.Module, directory: Path, *, epochs: int, pati
         optimizer.load_state_dict(saved["optimizer"])
         state = {k: saved[k] for k in state}
         print(f"{name}: resuming after epoch {state['epoch']} (step {state['step']})")
+    loss_fn = distributed.wrap(model, device)  # model.loss; with several ranks through DDP
+    main = distributed.is_main()
     amp = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
     start_time = time.perf_counter()
     stopped_early = False
     for epoch in range(state["epoch"], epochs):
         model.train()
         bar = tqdm(train_batches(epoch), total=batches_per_epoch, desc=f"{name} {epoch + 1}/{epochs}",
-                   disable=not progress, leave=False)
+                   disable=not progress or not main, leave=False)
         t0, seen, count, totals = time.perf_counter(), 0, 0, {}
         for batch in bar:
-            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            local = distributed.shard(batch)  # this rank's slice of the global batch
+            if local is None:  # a tail batch smaller than the number of ranks
+                continue
+            seen += units(batch)
+            batch = {k: v.to(device, non_blocking=True) for k, v in local.items()}
             with amp:
-                losses = model.loss(**batch)
+                losses = loss_fn(**batch)
             optimizer.zero_grad(set_to_none=True)
             losses["loss"].backward()
             if grad_clip:
@@ -146,7 +158,6 @@ def fit(name: str, model: torch.nn.Module, directory: Path, *, epochs: int, pati
             optimizer.step()
             state["step"] += 1
             count += 1
-            seen += units(batch)
             for k, v in losses.items():  # summed on the device: no host sync per step
                 totals[k] = totals.get(k, 0.0) + v.detach().float()
             if count % 10 == 0 or count == batches_per_epoch:  # read back (and log) every 10 batches
@@ -157,7 +168,7 @@ def fit(name: str, model: torch.nn.Module, directory: Path, *, epochs: int, pati
                     writer.add_scalar(f"{name}/train_{k}", v, state["step"])
         rate = seen / (time.perf_counter() - t0)
         train = {k: float(v) / max(count, 1) for k, v in totals.items()}
-        val = evaluate(model, val_batches(), device, amp)
+        val = distributed.broadcast(evaluate(model, val_batches(), device, amp))
         writer.add_scalar(f"{name}/throughput_{unit}_per_s", rate, state["step"])
         writer.add_scalar(f"{name}/lr", optimizer.param_groups[0]["lr"], state["step"])
         for k, v in val.items():
@@ -165,19 +176,21 @@ def fit(name: str, model: torch.nn.Module, directory: Path, *, epochs: int, pati
         improved = val["loss"] < state["best_val"]
         if improved:
             state["best_val"], state["bad_epochs"] = val["loss"], 0
-            save_weights(directory / "best.pt", model)
+            if main:
+                save_weights(directory / "best.pt", model)
         else:
             state["bad_epochs"] += 1
         state["epoch"] = epoch + 1
         state["history"].append({"epoch": epoch + 1, "train_loss": train.get("loss", math.nan),
                                  "val": val, "rate": rate})
-        atomic_torch_save(last, {"model": model.state_dict(), "optimizer": optimizer.state_dict(), **state})
-        if log_media is not None:
-            model.eval()
-            log_media(state["step"])
-        writer.flush()
-        tqdm.write(f"{name} epoch {epoch + 1}/{epochs}: train {train.get('loss', math.nan):.4f} "
-                   f"val {val['loss']:.4f}{' *' if improved else ''} ({rate:.0f} {unit}/s)")
+        if main:
+            atomic_torch_save(last, {"model": model.state_dict(), "optimizer": optimizer.state_dict(), **state})
+            if log_media is not None:
+                model.eval()
+                log_media(state["step"])
+            writer.flush()
+            tqdm.write(f"{name} epoch {epoch + 1}/{epochs}: train {train.get('loss', math.nan):.4f} "
+                       f"val {val['loss']:.4f}{' *' if improved else ''} ({rate:.0f} {unit}/s)")
         if state["bad_epochs"] >= patience:
             stopped_early = True
             tqdm.write(f"{name}: no better validation loss for {patience} epochs, stopping early")
@@ -185,7 +198,7 @@ def fit(name: str, model: torch.nn.Module, directory: Path, *, epochs: int, pati
     summary = {"epochs": state["epoch"], "requested_epochs": epochs, "steps": state["step"],
                "best_val_loss": state["best_val"], "stopped_early": stopped_early,
                "history": state["history"], "seconds": time.perf_counter() - start_time}
-    atomic_write_json(directory / "summary.json", summary)
+    distributed.on_main(atomic_write_json, directory / "summary.json", summary)
     return summary
 
 
@@ -229,6 +242,8 @@ def prepare_stage(directory: Path, kind: str, config, resume: bool) -> None:
 
 
 def _writer(run: RunDir):
+    if not distributed.is_main():
+        return distributed.NullWriter()
     from torch.utils.tensorboard import SummaryWriter
 
     return SummaryWriter(str(run.tb))
@@ -236,17 +251,18 @@ def _writer(run: RunDir):
 
 def train_vision(run: RunDir, config: VisionTrainConfig, resume: bool = True, progress: bool = True) -> dict:
     """Train the ConvVAE on the run's frames; then encode every episode to ``RUN/latents``."""
+    distributed.init()
     device = pick_device(config.device)
     episodes = list_episodes(run.episodes)
     if not episodes:
         raise UserError(f"no episodes in {run.episodes}: run `wm collect ENV --run {run.root}` first")
     model_config = VAEConfig(z_dim=config.z_dim, kl_tolerance=config.kl_tolerance)
-    prepare_stage(run.vision, "vae", model_config, resume)
+    distributed.on_main(prepare_stage, run.vision, "vae", model_config, resume)
     done = already_done(run.vision, config.epochs)
     if done is None:
         torch.manual_seed(config.seed)
         train_ids, val_ids = split_episodes(list(episodes), config.val_fraction, config.seed)
-        atomic_write_json(run.vision / "split.json", {"train": train_ids, "val": val_ids})
+        distributed.on_main(atomic_write_json, run.vision / "split.json", {"train": train_ids, "val": val_ids})
         train_frames = torch.from_numpy(load_frames([episodes[i] for i in train_ids]))
         val_frames = torch.from_numpy(load_frames([episodes[i] for i in val_ids]))
         model = ConvVAE(model_config).to(device)
@@ -275,7 +291,7 @@ def train_vision(run: RunDir, config: VisionTrainConfig, resume: bool = True, pr
         writer.close()
     else:
         print(f"vision: already trained ({done['epochs']} epochs, best val {done['best_val_loss']:.2f}); nothing to do")
-    encode_latents(run, device, progress=progress)
+    distributed.on_main(encode_latents, run, device, progress=progress)
     return done
 
 
@@ -335,12 +351,13 @@ def memory_model_config(kind: str, z_dim: int, action_dim: int, hidden_size: int
 
 def train_memory(run: RunDir, config: MemoryTrainConfig, resume: bool = True, progress: bool = True) -> dict:
     """Train the MDN-RNN or VRNN on the run's latent sequences."""
+    distributed.init()
     device = pick_device(config.device)
     vae = load_vision(run, "cpu")
-    encode_latents(run, device, progress=progress)
+    distributed.on_main(encode_latents, run, device, progress=progress)
     action_spec = run.action_spec()
     model_config = memory_model_config(config.kind, vae.z_dim, action_spec.dim, config.hidden_size)
-    prepare_stage(run.memory, config.kind, model_config, resume)
+    distributed.on_main(prepare_stage, run.memory, config.kind, model_config, resume)
     done = already_done(run.memory, config.epochs)
     if done is not None:
         print(f"memory: already trained ({done['epochs']} epochs, best val {done['best_val_loss']:.2f}); nothing to do")

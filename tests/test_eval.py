@@ -1,0 +1,103 @@
+"""``wm eval``: the results.json schema, seeded reproducibility over any worker count, videos, errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from tests.test_dream import build_trained_catch, copy_run, wm_error
+from worldmodels.cli import main
+from worldmodels.evaluate import evaluate
+from worldmodels.rollout import episode_seed
+from worldmodels.rundir import RunDir
+
+
+@pytest.fixture
+def trained_catch(tmp_path_factory):
+    """The session's trained Catch run (see ``test_dream.py``), with a controller. Read-only."""
+    return build_trained_catch(tmp_path_factory)
+
+
+def test_results_json_schema(trained_catch, tmp_path):
+    run = copy_run(trained_catch, tmp_path)
+    assert main(["eval", "--run", str(run.root), "--agent", "controller", "--episodes", "3", "--workers", "1",
+                 "--seed", "5"]) == 0
+    results = json.loads((run.eval / "results.json").read_text())
+    assert results == json.loads((run.eval / "controller.json").read_text())
+    assert results["agent"] == "controller" and results["checkpoint"] == str(run.controller)
+    assert results["env"] == "envs.catch:Catch" and results["episodes"] == 3 and results["seed"] == 5
+    returns = np.array(results["returns"])
+    assert len(returns) == len(results["lengths"]) == 3
+    assert results["mean"] == pytest.approx(returns.mean()) and results["std"] == pytest.approx(returns.std())
+    assert (results["min"], results["max"]) == (returns.min(), returns.max())
+    assert results["seeds"] == [episode_seed(5, i) for i in range(3)]
+    assert all(length > 0 for length in results["lengths"])
+
+
+@pytest.fixture(scope="module")
+def point_run(tmp_path_factory) -> RunDir:
+    """A collected PointMass run (Box actions, returns that vary continuously with every action)."""
+    root = tmp_path_factory.mktemp("point") / "run"
+    assert main(["collect", "envs.point:PointMass", "--run", str(root), "--episodes", "1", "--max-steps", "10",
+                 "--workers", "1"]) == 0
+    return RunDir(root)
+
+
+def eval_returns(run: RunDir, agent: str, seed: int, workers: int) -> list[float]:
+    return evaluate(run, agent, episodes=4, workers=workers, seed=seed, progress=False, write=False)["returns"]
+
+
+def test_same_seed_same_returns_whatever_the_worker_count(point_run):
+    once = eval_returns(point_run, "brownian", seed=3, workers=1)
+    assert len(set(once)) == 4  # four different episodes
+    assert eval_returns(point_run, "brownian", seed=3, workers=1) == once
+    assert eval_returns(point_run, "brownian", seed=3, workers=2) == once
+    assert eval_returns(point_run, "brownian", seed=4, workers=1) != once
+
+
+def test_a_trained_controller_scores_the_same_in_workers(trained_catch):
+    run = RunDir(trained_catch)
+    assert eval_returns(run, "controller", seed=3, workers=2) == eval_returns(run, "controller", seed=3, workers=1)
+
+
+def test_video_shows_real_frames_beside_the_reconstruction(trained_catch, tmp_path):
+    run = copy_run(trained_catch, tmp_path)
+    assert main(["eval", "--run", str(run.root), "--agent", "random", "--episodes", "2", "--workers", "1",
+                 "--video"]) == 0
+    results = json.loads((run.eval / "results.json").read_text())
+    assert set(results["videos"]) == {"best", "worst"}
+    for name in ("best", "worst"):
+        path = run.eval / f"random_{name}.mp4"
+        assert results["videos"][name] == str(path)
+        video = cv2.VideoCapture(str(path))
+        ok, frame = video.read()
+        assert ok and frame.shape == (64 * 4, 2 * 64 * 4, 3)  # real | VAE reconstruction, 4x upscaled
+        assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) in {length + 1 for length in results["lengths"]}
+        video.release()
+
+
+def test_eval_errors_are_one_line(trained_catch, tmp_path, capsys):
+    run = copy_run(trained_catch, tmp_path)
+    line = wm_error(capsys, ["eval", "--run", str(run.root), "--agent", "nope", "--episodes", "2"])
+    assert line.startswith("wm eval: error: unknown agent 'nope'") and "controller" in line
+    shutil.rmtree(run.controller)
+    line = wm_error(capsys, ["eval", "--run", str(run.root), "--agent", "controller", "--episodes", "2"])
+    assert line.startswith("wm eval: error: no controller in")
+    line = wm_error(capsys, ["eval", "--run", str(run.root), "--agent", "sb3", "--episodes", "2"])
+    assert line.startswith("wm eval: error: no SB3 models in")
+
+
+def test_the_real_command_exits_cleanly_without_a_controller(trained_catch, tmp_path):
+    run = copy_run(trained_catch, tmp_path)
+    shutil.rmtree(run.controller)
+    result = subprocess.run([sys.executable, "-m", "worldmodels.cli", "eval", "--run", str(run.root),
+                             "--agent", "controller", "--episodes", "2", "--workers", "2"],
+                            capture_output=True, text=True)
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [f"wm eval: error: no controller in {run.controller}: run `wm dream --run {run.root}` first"]
