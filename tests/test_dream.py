@@ -252,11 +252,18 @@ def test_wm_dream_resumes_where_it_stopped(trained_catch, tmp_path, capsys):
     history = json.loads((run.controller / "history.json").read_text())
     assert [g["generation"] for g in history["generations"]] == [1, 2, 3, 4]
     assert history["generations"][:2] == first  # continued, not restarted
-    assert pickle.loads((run.controller / "cma_state.pkl").read_bytes()).countiter == 4  # the saved state went on
+    es, _ = pickle.loads((run.controller / "cma_state.pkl").read_bytes())
+    assert es.countiter == 4  # the saved state went on
     before = {p.name: p.read_bytes() for p in run.controller.iterdir()}
     assert main([*dream, "--generations", "4"]) == 0
     assert "nothing to do" in capsys.readouterr().out
     assert {p.name: p.read_bytes() for p in run.controller.iterdir()} == before
+
+    straight = copy_run(trained_catch, tmp_path / "straight")
+    assert main(["dream", "--run", str(straight.root), *TINY_CMA, "--no-resume", "--generations", "4"]) == 0
+    uninterrupted = json.loads((straight.controller / "history.json").read_text())["generations"]
+    keys = ("best", "mean", "worst", "sigma")
+    assert [[g[k] for k in keys] for g in uninterrupted] == [[g[k] for k in keys] for g in history["generations"]]
 
 
 def test_ppo_trains_on_the_dream_and_is_evaluated(trained_catch, tmp_path):

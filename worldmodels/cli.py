@@ -122,6 +122,9 @@ def add_dream(sub) -> None:
     p.add_argument("--real-max-steps", type=int, default=None, help="truncate real-env checks (default: the run's)")
     p.add_argument("--select", choices=["real", "dream"], default="real",
                    help="keep the controller that scored best in real checks (default) or CMA-ES's last mean")
+    p.add_argument("--intrinsic", choices=["surprise", "icm", "disagreement", "infogain"], default=None,
+                   help="add a curiosity reward inside the dream (default: extrinsic only)")
+    p.add_argument("--beta", type=float, default=1.0, help="weight of the normalised intrinsic reward (default 1.0)")
     p.add_argument("--timesteps", type=int, default=100_000, help="SB3: dream timesteps in total (default 100000)")
     p.add_argument("--envs", type=int, default=16, help="SB3: parallel dreams (default 16)")
     p.add_argument("--workers", type=int, default=None, help="worker processes for real-env checks")
@@ -149,7 +152,8 @@ def cmd_dream(args) -> None:
                            done_threshold=args.done_threshold, max_steps=args.dream_steps,
                            real_every=args.real_every, real_episodes=args.real_episodes,
                            real_max_steps=args.real_max_steps, select=args.select, workers=args.workers,
-                           backend=args.backend, ray_address=args.ray_address, seed=args.seed, device=args.device)
+                           backend=args.backend, ray_address=args.ray_address, intrinsic=args.intrinsic,
+                           beta=args.beta, seed=args.seed, device=args.device)
         history = train_cma(run, config)
         last = history["generations"][-1]
         line = f"dream: {last['generation']} generations, dream fitness best {last['best']:.1f} mean {last['mean']:.1f}"
@@ -164,7 +168,8 @@ def cmd_dream(args) -> None:
             sb3_path(run, args.algo).unlink()
         info = train_sb3(run, SB3Config(algo=args.algo, timesteps=args.timesteps, envs=args.envs,
                                         temperature=args.temperature, done_threshold=args.done_threshold,
-                                        max_steps=args.dream_steps, seed=args.seed, device=args.device))
+                                        max_steps=args.dream_steps, intrinsic=args.intrinsic, beta=args.beta,
+                                        seed=args.seed, device=args.device))
         print(f"dream: {info['algo'].upper()} trained for {info['timesteps']} dream steps -> {info['path']}")
     print(f"next: wm eval --run {run.root} --agent {'controller' if args.algo == 'cma' else 'sb3'}")
 
@@ -263,8 +268,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_run(sub)
     add_report(sub)
     from worldmodels.explore import add_parser as add_explore
+    from worldmodels.foresight import add_parser as add_foresight
 
     add_explore(sub)
+    add_foresight(sub)
     return parser
 
 

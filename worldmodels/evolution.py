@@ -1,7 +1,7 @@
 """``wm dream --algo cma``: CMA-ES on a controller, evaluated entirely inside the dream.
 
 Every generation the whole population is one batched dream of ``P x R`` rollouts. The CMA-ES
-state is saved each generation (``controller/cma_state.pkl``, pycma's own pickle; model
+state is saved each generation (``controller/cma_state.pkl``, a pickle of pycma's optimizer and its RNG; model
 weights stay weights-only), so re-running resumes. Every ``real_every`` generations the mean
 solution is also scored in the real env, so the dream-to-real gap is visible; with
 ``select="real"`` the controller kept is the one that scored best there. With several CUDA
@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from agents.controller import ControllerSpec
 from worldmodels.checkpoint import load_memory, load_vision
 from worldmodels.device import pick_device
-from worldmodels.dream import BatchedDream, DreamConfig, initial_latents, rollout_population
+from worldmodels.dream import BatchedDream, DreamConfig, initial_latents, intrinsic_bonus, rollout_population
 from worldmodels.errors import UserError
 from worldmodels.rundir import RunDir, atomic_save_npz, atomic_write_bytes, atomic_write_json
 
@@ -50,6 +50,8 @@ class CMAConfig:
     workers: int | None = None
     backend: str = "local"  # where real-env checks run: "local" processes or "ray" actors
     ray_address: str | None = None
+    intrinsic: str | None = None  # curiosity bonus in the dream: surprise | icm | disagreement | infogain
+    beta: float = 1.0  # weight of the (normalised) intrinsic reward
     seed: int = 0
     device: str = "auto"
 
@@ -76,9 +78,11 @@ def train_cma(run: RunDir, config: CMAConfig, progress: bool = True) -> dict:
     spec = ControllerSpec.for_run(memory.z_dim, memory.hidden_size, action, config.hidden)
     dream_config = DreamConfig(config.temperature, config.done_threshold, config.max_steps)
     start = initial_latents(run.latents)
-    dream = BatchedDream(memory, start, action, dream_config, device, vision)
+    bonus = intrinsic_bonus(run, memory, device, config.intrinsic, config.beta)
+    dream = BatchedDream(memory, start, action, dream_config, device, vision, bonus=bonus)
+    gpus = [] if bonus is not None else other_gpus(device)  # the curiosity model lives on one device
     shards = [dream] + [BatchedDream(copy.deepcopy(memory).to(d), start, action, dream_config, d)
-                        for d in other_gpus(device)][:config.population - 1]  # one per GPU when several
+                        for d in gpus][:config.population - 1]  # one per GPU when several
     state_path = run.controller / "cma_state.pkl"
     history_path = run.controller / "history.json"
     run.controller.mkdir(parents=True, exist_ok=True)
@@ -87,7 +91,9 @@ def train_cma(run: RunDir, config: CMAConfig, progress: bool = True) -> dict:
         if saved["config"]["population"] != config.population or saved["spec"] != spec.to_dict():
             raise UserError(f"{run.controller} holds a CMA-ES run with another population or controller; "
                             "pass --no-resume to start over")
-        es = pickle.loads(state_path.read_bytes())  # our own file, written by es.pickle_dumps()
+        # Our own file, written below: the optimizer and numpy's global RNG, which pycma samples from.
+        es, rng_state = pickle.loads(state_path.read_bytes())
+        np.random.set_state(rng_state)
         history = saved
     else:
         es = cma.CMAEvolutionStrategy(np.zeros(spec.n_params), config.sigma0,
@@ -142,7 +148,7 @@ def train_cma(run: RunDir, config: CMAConfig, progress: bool = True) -> dict:
             save_controller(run, spec, mean, {"generation": gen + 1, "selected_by": "dream"})
         if (gen + 1) % max(1, config.real_every or 10) == 0 or last:
             log_dream_video(writer, dream, spec, mean, action, gen + 1)
-        atomic_write_bytes(state_path, es.pickle_dumps())
+        atomic_write_bytes(state_path, pickle.dumps((es, np.random.get_state())))
         atomic_write_json(history_path, history)
         bar.set_postfix(best=f"{record['best']:.1f}", mean=f"{record['mean']:.1f}", sigma=f"{record['sigma']:.3f}")
     writer.close()

@@ -1,0 +1,127 @@
+"""Visual foresight: goal costs, MPC toward a goal image, ``wm foresight`` end to end, clear errors.
+
+Planning quality uses the learned memory model and ``DotVision`` of ``test_cem_agent`` (see there).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from envs.make import make_env
+from envs.point import PointMass
+from tests import test_cem_agent
+from tests.test_cem_agent import BOX2, POINT, DotVision, planner_config
+from worldmodels.errors import UserError
+from worldmodels.foresight import GoalCost, add_parser, predicted_latents, visual_foresight
+from worldmodels.rundir import RunDir
+
+PLANNER = planner_config(horizon=6, candidates=100, iterations=3, elites=10)
+point_models = test_cem_agent.point_models  # session fixtures, shared with the CEM agent tests
+tiny_point_run = test_cem_agent.tiny_point_run
+
+
+def foresight_cli(*argv: str) -> None:
+    """``wm foresight ARGV`` through its own parser (as cli.py registers it)."""
+    parser = argparse.ArgumentParser(prog="wm")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["foresight", *argv])
+    args.func(args)
+
+
+def test_goal_costs_rank_latents() -> None:
+    vision = DotVision()
+    goal = PointMass.draw([0.7, 0.3])
+    near, far = torch.tensor([0.68, 0.31]), torch.tensor([0.2, 0.8])
+    latents = torch.stack([torch.stack([far, near]), torch.stack([near, far])])  # [2, H=2, 2]
+    final = GoalCost(vision, goal, "latent", "final")(latents)
+    assert final[0] < 0.01 < 0.4 < final[1], "final: only the last step counts"
+    summed = GoalCost(vision, goal, "latent", "sum")(latents)
+    assert torch.allclose(summed[0], summed[1]) and summed[0] > final[0]
+    pixel = GoalCost(vision, goal, "pixel", "final")(latents)
+    assert pixel[0] < 0.2 * pixel[1]
+    with pytest.raises(UserError, match="cost must be"):
+        GoalCost(vision, goal, "l2")
+
+
+def test_predicted_latents_follow_the_model(point_models) -> None:
+    memory = point_models["mdn"]
+    state, z = memory.initial_state(1), torch.tensor([[0.3, 0.3]])
+    with torch.no_grad():
+        right = predicted_latents(memory, state, z, torch.tensor([1.0, 0.0]).expand(1, 5, 2))[0]
+    assert right.shape == (5, 2)
+    dx, dy = right[-1] - z[0]  # truly (0.4, 0): five steps of 0.08 to the right
+    assert dx > 0.15 and abs(dy) < dx / 2, right
+
+
+def test_foresight_gets_closer_than_random(point_models) -> None:
+    vision, memory = point_models["vision"], point_models["mdn"]
+    env = make_env(POINT, max_steps=50)
+    planned, random = [], []
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        start, goal = rng.uniform(0.15, 0.85, (2, 2))
+        options = {"position": start.tolist(), "goal": goal.tolist()}
+        r = visual_foresight(vision, memory, BOX2, env, PointMass.draw(goal), PLANNER, "latent", "sum", 12, seed=i,
+                             reset_options=options, keep_frames=i == 0)
+        planned.append(r["final_distance"])
+        env.reset(seed=i, options=options)
+        for _ in range(12):
+            env.step(rng.uniform(-1, 1, 2))
+        random.append(env.unwrapped.distance())
+        if i == 0:
+            assert r["frames"].shape == (13, 64, 64 * (PLANNER.horizon + 2), 3)
+            assert r["final_latent_distance"] < r["initial_latent_distance"]
+    assert np.mean(planned) < 0.5 * np.mean(random), (planned, random)
+    assert max(planned) < 0.15, planned
+
+
+def test_wm_foresight_end_to_end(tiny_point_run, tmp_path, capsys) -> None:
+    goal = tmp_path / "goal.png"
+    cv2.imwrite(str(goal), cv2.cvtColor(PointMass.draw([0.6, 0.4]), cv2.COLOR_RGB2BGR))
+    video = tmp_path / "plan.mp4"
+    planner = ["--horizon", "3", "--candidates", "20", "--iterations", "2", "--elites", "4"]
+    foresight_cli("--run", str(tiny_point_run), "--goal", str(goal), *planner, "--steps", "3", "--video", str(video),
+                  "--reset-options", '{"position": [0.3, 0.3], "goal": [0.6, 0.4]}', "--device", "cpu")
+    out = capsys.readouterr().out
+    assert "latent distance" in out and "ground-truth distance 0.316 ->" in out
+    assert video.stat().st_size > 0
+    capture = cv2.VideoCapture(str(video))
+    assert capture.get(cv2.CAP_PROP_FRAME_WIDTH) == 2 * 64 * 5 and capture.get(cv2.CAP_PROP_FRAME_COUNT) == 4
+    summary = json.loads((RunDir(tiny_point_run).eval / "foresight.json").read_text())
+    assert summary["steps"] == 3 and summary["initial_distance"] == pytest.approx(0.316, abs=1e-3)
+    foresight_cli("--run", str(tiny_point_run), "--goal-episode", "1", "--goal-step", "10", *planner,
+                  "--cost", "pixel", "--cost-on", "sum", "--steps", "2", "--video", str(video), "--device", "cpu")
+    assert "2 steps" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--goal", "missing.png"], "goal image .*missing.png not found"),
+        (["--goal", "{small}"], "is 32x32x3; it must be a 64x64 RGB image"),
+        (["--goal", "{text}"], "not an image file"),
+        (["--goal-episode", "9", "--goal-step", "0"], r"no episode 9 .*episodes: 0\.\.3"),
+        (["--goal-episode", "0", "--goal-step", "11"], r"frames 0\.\.10; --goal-step 11 is out of range"),
+        (["--goal-episode", "0"], "needs --goal-step"),
+        (["--goal-episode", "0", "--goal-step", "1", "--reset-options", "{bad"], "not valid JSON"),
+        (["--goal-episode", "0", "--goal-step", "1", "--reset-options", "[1]"], "must be a JSON object"),
+    ],
+)
+def test_wm_foresight_user_errors(tiny_point_run, tmp_path, argv, message) -> None:
+    small, text = tmp_path / "small.png", tmp_path / "text.png"
+    cv2.imwrite(str(small), np.zeros((32, 32, 3), np.uint8))
+    text.write_text("not a png")
+    argv = [a.replace("{small}", str(small)).replace("{text}", str(text)) for a in argv]
+    with pytest.raises(UserError, match=message):
+        foresight_cli("--run", str(tiny_point_run), *argv)
+
+
+def test_wm_foresight_needs_a_run(tmp_path) -> None:
+    with pytest.raises(UserError, match="not a run directory"):
+        foresight_cli("--run", str(tmp_path / "nothing"), "--goal-episode", "0", "--goal-step", "0")

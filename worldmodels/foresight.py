@@ -1,0 +1,299 @@
+"""Visual foresight (Finn & Levine 2017): plan, in the world model, to reach a goal image.
+
+CEM searches action sequences whose predicted future matches the goal: the cost is the
+squared distance between predicted and goal VAE means (``latent``, default) or between the
+decoded predicted frames and the goal frame (``pixel``), on the final planned step (``final``)
+or summed over the horizon (``sum``, the default: a final-step cost is indifferent to the path, so
+MPC dithers near the goal). MPC in the real env: re-plan each step, execute the
+first action. ``wm foresight`` writes a video (current frame | goal | predicted frames of the
+chosen plan) and the final distance to the goal: latent, and ground truth where the env has
+``distance()`` (PointMass: start and goal positions come from its reset options).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from envs.spaces import ActionSpec
+from worldmodels.errors import UserError
+from worldmodels.models.memory import Memory, State
+from worldmodels.planning import CEMConfig, Objective
+from worldmodels.rundir import RunDir, atomic_write_json
+
+COSTS = ("latent", "pixel")
+COST_ON = ("final", "sum")
+FRAME_SHAPE = (64, 64, 3)
+
+
+def predicted_latents(memory: Memory, state: State, z: Tensor, actions: Tensor, temperature: float = 0.0) -> Tensor:
+    """[N, H, Z] latents the memory model predicts after each step of ``actions`` [N, H, A].
+
+    From ``state`` (batch 1) and ``z`` [1, Z], expanded to N; ``temperature`` 0 follows the mean.
+    """
+    n, horizon, _ = actions.shape
+    state = tuple(s.expand(n, *s.shape[1:]) for s in state)
+    z = z.expand(n, -1)
+    out = []
+    for t in range(horizon):
+        state = memory.step(state, z, actions[:, t])
+        distribution = memory.predict(state).next_z
+        z = distribution.mean if temperature == 0 else distribution.sample(temperature)
+        out.append(z)
+    return torch.stack(out, dim=1)
+
+
+def to_frames(images: Tensor) -> np.ndarray:
+    """Decoded images float [B, 3, 64, 64] in [0, 1] -> uint8 frames [B, 64, 64, 3]."""
+    return (images.permute(0, 2, 3, 1).clamp(0, 1) * 255).round().byte().cpu().numpy()
+
+
+class GoalCost:
+    """Cost [N] of predicted latents [N, H, Z] against a goal frame uint8 [64, 64, 3].
+
+    ``latent``: ||z_pred - z_goal||^2 of VAE means (latent units squared);
+    ``pixel``: squared error of decoded frames in [0, 1], summed over pixels and channels.
+    ``cost_on`` ``final`` uses the last step only, ``sum`` adds every step.
+    """
+
+    def __init__(self, vision, goal: np.ndarray, cost: str = "latent", cost_on: str = "sum") -> None:
+        if cost not in COSTS or cost_on not in COST_ON:
+            raise UserError(f"cost must be one of {COSTS} and cost_on one of {COST_ON}, got {cost!r}, {cost_on!r}")
+        self.vision, self.cost, self.cost_on = vision, cost, cost_on
+        device = vision_device(vision)
+        goal_t = torch.as_tensor(goal, device=device)[None]
+        with torch.no_grad():
+            self.z_goal = vision.encode(goal_t)[0]  # [1, Z]
+        self.goal_image = goal_t.permute(0, 3, 1, 2).float() / 255  # [1, 3, 64, 64]
+
+    @torch.no_grad()
+    def __call__(self, latents: Tensor) -> Tensor:
+        if self.cost_on == "final":
+            latents = latents[:, -1:]
+        if self.cost == "latent":
+            per_step = (latents - self.z_goal).square().sum(-1)
+        else:
+            images = self.vision.decode(latents.flatten(0, 1))
+            per_step = (images - self.goal_image).square().sum((1, 2, 3)).view(latents.shape[:2])
+        return per_step.sum(1)
+
+    @torch.no_grad()
+    def latent_distance(self, frame: np.ndarray) -> float:
+        """||mu(frame) - z_goal||^2 of a real frame uint8 [64, 64, 3]."""
+        z = self.vision.encode(torch.as_tensor(frame, device=self.z_goal.device)[None])[0]
+        return float((z - self.z_goal).square().sum())
+
+
+def vision_device(vision) -> torch.device:
+    """The device of a vision model's weights (cpu for weightless ones)."""
+    parameters = getattr(vision, "parameters", None)
+    first = next(iter(parameters()), None) if parameters is not None else None
+    return first.device if first is not None else torch.device("cpu")
+
+
+def goal_objective(memory: Memory, cost: GoalCost, temperature: float = 0.0) -> Callable[[State, Tensor], Objective]:
+    """For ``CEMAgent(objective=...)``: from (state, z), the negated goal cost of each candidate."""
+
+    def factory(state: State, z: Tensor) -> Objective:
+        return lambda actions: -cost(predicted_latents(memory, state, z, actions, temperature))
+
+    return factory
+
+
+def ground_truth_distance(env) -> float | None:
+    """The env's own ``distance()`` to its goal (e.g. PointMass), or None where it has none."""
+    distance = getattr(env.unwrapped, "distance", None)
+    return float(distance()) if callable(distance) else None
+
+
+def visual_foresight(
+    vision,
+    memory: Memory,
+    action: ActionSpec,
+    env,
+    goal: np.ndarray,
+    config: CEMConfig,
+    cost: str = "latent",
+    cost_on: str = "sum",
+    steps: int = 20,
+    seed: int = 0,
+    reset_options: dict | None = None,
+    device: torch.device | str = "cpu",
+    keep_frames: bool = True,
+) -> dict:
+    """MPC toward ``goal`` (uint8 [64, 64, 3]) in the pixel env ``env`` for up to ``steps`` steps.
+
+    ``env`` is reset with ``seed`` and ``reset_options``. Returns the latent and ground-truth
+    distances (initial, final; ground truth None without ``distance()``), the steps taken, the
+    seconds per decision and, with ``keep_frames``, the video frames [T, 64, (H+2)*64, 3].
+    """
+    from agents.cem import CEMAgent
+
+    if steps < 1:
+        raise UserError(f"steps must be >= 1, got {steps}")
+    goal = check_goal(goal, "goal image")
+    goal_cost = GoalCost(vision, goal, cost, cost_on)
+    agent = CEMAgent(vision, memory, action, config, device, objective=goal_objective(memory, goal_cost))
+    agent.seed(seed)
+    obs, _ = env.reset(seed=seed, options=reset_options)
+    state = agent.reset(1)
+    result = {"initial_latent_distance": goal_cost.latent_distance(obs), "initial_distance": ground_truth_distance(env)}
+    frames, taken, thinking = [], 0, 0.0
+    for _ in range(steps):
+        start = time.perf_counter()
+        before = state
+        actions, state = agent.act(obs[None], state)
+        thinking += time.perf_counter() - start
+        if keep_frames:
+            frames.append(video_frame(obs, goal, agent, before.memory, agent.executed_plan(actions, state.plans)))
+        obs, _, terminated, truncated, _ = env.step(actions[0])
+        taken += 1
+        if terminated or truncated:
+            break
+    result.update(final_latent_distance=goal_cost.latent_distance(obs), final_distance=ground_truth_distance(env),
+                  steps=taken, seconds_per_decision=thinking / max(taken, 1))
+    if keep_frames:
+        frames.append(np.concatenate([obs, goal, np.zeros_like(frames[-1][:, 128:])], axis=1))
+        result["frames"] = np.stack(frames)
+    return result
+
+
+@torch.no_grad()
+def video_frame(obs: np.ndarray, goal: np.ndarray, agent, memory_state: State, plan: Tensor) -> np.ndarray:
+    """[64, (H+2)*64, 3]: the frame ``obs``, the goal, and the frames predicted for ``plan`` [1, H, A] from
+    ``memory_state`` (the state the plan was made in)."""
+    latents = predicted_latents(agent.memory, memory_state, agent.latents(obs[None]), plan)[0]
+    return np.concatenate([obs, goal, *to_frames(agent.vision.decode(latents))], axis=1)
+
+
+def check_goal(goal: np.ndarray, name: str) -> np.ndarray:
+    """``goal`` as uint8 [64, 64, 3], or a ``UserError`` naming ``name``."""
+    goal = np.asarray(goal)
+    if goal.shape != FRAME_SHAPE:
+        raise UserError(f"{name} is {'x'.join(map(str, goal.shape))}; it must be a 64x64 RGB image like the run's frames")
+    return goal.astype(np.uint8)
+
+
+def load_goal(run: RunDir, path: str | Path | None = None, episode: int | None = None, step: int | None = None) -> np.ndarray:
+    """The goal frame uint8 [64, 64, 3]: an image file (``path``), or frame ``step`` of stored ``episode``."""
+    if path is not None:
+        import cv2
+
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"goal image {path} not found")
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
+            raise UserError(f"cannot read goal image {path}: not an image file")
+        return check_goal(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), f"goal image {path}")
+    from worldmodels.data import list_episodes, load_episode
+
+    episodes = list_episodes(run.episodes)
+    if episode is None or step is None:
+        raise UserError("give a goal: --goal IMAGE, or --goal-episode E with --goal-step T")
+    if episode not in episodes:
+        known = f"{min(episodes)}..{max(episodes)}" if episodes else "none"
+        raise UserError(f"no episode {episode} in {run.episodes} (episodes: {known})")
+    frames = load_episode(episodes[episode])["obs"]
+    if not 0 <= step < len(frames):
+        raise UserError(f"episode {episode} has frames 0..{len(frames) - 1}; --goal-step {step} is out of range")
+    return check_goal(frames[step], f"frame {step} of episode {episode}")
+
+
+def run_foresight(
+    run: RunDir,
+    goal: np.ndarray,
+    config: CEMConfig,
+    cost: str = "latent",
+    cost_on: str = "sum",
+    steps: int = 20,
+    seed: int = 0,
+    reset_options: dict | None = None,
+    video: Path | None = None,
+    device: str = "cpu",
+) -> dict:
+    """Visual foresight with the run's models in its real env; writes ``RUN/eval/foresight.json`` and an mp4.
+
+    ``video`` defaults to ``RUN/eval/foresight.mp4``. Returns the summary that was written.
+    """
+    from worldmodels.checkpoint import load_memory, load_vision
+    from worldmodels.evaluate import write_mp4
+
+    run.read_meta()
+    vision = load_vision(run, device)
+    memory = load_memory(run, device, vision)
+    env = run.make_env()
+    try:
+        result = visual_foresight(vision, memory, run.action_spec(), env, goal, config, cost, cost_on, steps, seed,
+                                  reset_options, device)
+    finally:
+        env.close()
+    video = Path(video) if video is not None else run.eval / "foresight.mp4"
+    write_mp4(video, result.pop("frames"), fps=4, scale=2)
+    summary = {"env": run.env_spec()[0], "cost": cost, "cost_on": cost_on, "seed": seed,
+               "reset_options": reset_options, "planner": asdict(config), **result, "video": str(video)}
+    atomic_write_json(run.eval / "foresight.json", summary)
+    return summary
+
+
+def add_parser(sub) -> None:
+    """``wm foresight``: register the subcommand on the CLI's subparsers ``sub``."""
+    p = sub.add_parser("foresight", help="visual foresight: plan to reach a goal image with CEM in the world model",
+                       description="Re-plan every step with CEM so that the predicted future matches a goal image "
+                                   "(Finn & Levine 2017); act in the real env. Writes RUN/eval/foresight.json and an "
+                                   "mp4: current frame | goal | predicted frames of the chosen plan.")
+    p.add_argument("--run", required=True, help="run directory with trained vision and memory models")
+    goal = p.add_mutually_exclusive_group(required=True)
+    goal.add_argument("--goal", default=None, help="goal image file (64x64 RGB, e.g. a PNG)")
+    goal.add_argument("--goal-episode", type=int, default=None, help="goal: a frame of this stored episode")
+    p.add_argument("--goal-step", type=int, default=None, help="with --goal-episode: which frame (0 = first)")
+    p.add_argument("--horizon", type=int, default=None, help="planning horizon (default 12)")
+    p.add_argument("--candidates", type=int, default=None, help="action sequences per iteration (default 1000)")
+    p.add_argument("--iterations", type=int, default=None, help="CEM iterations per decision (default 10)")
+    p.add_argument("--elites", type=int, default=None, help="elite sequences refitted (default 100, at most candidates/10)")
+    p.add_argument("--method", choices=["cem", "icem", "mppi"], default=None, help="optimiser (default cem)")
+    p.add_argument("--cost", choices=COSTS, default="latent",
+                   help="latent: squared distance of VAE means (default); pixel: of decoded frames (slower)")
+    p.add_argument("--cost-on", choices=COST_ON, default="sum",
+                   help="sum over the horizon (default: heads straight for the goal) or the final planned step only")
+    p.add_argument("--steps", type=int, default=20, help="real env steps (default 20)")
+    p.add_argument("--seed", type=int, default=0, help="env reset and planner seed (default 0)")
+    p.add_argument("--reset-options", default=None,
+                   help='JSON env reset options, e.g. PointMass \'{"position": [0.2, 0.2], "goal": [0.7, 0.6]}\' '
+                        "(its goal is what the ground-truth distance measures)")
+    p.add_argument("--video", default=None, help="mp4 path (default RUN/eval/foresight.mp4)")
+    p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda")
+    p.set_defaults(func=cmd_foresight)
+
+
+def cmd_foresight(args) -> None:
+    """Run ``wm foresight`` from parsed ``args`` and print the distances."""
+    from agents.cem import planner_config
+    from worldmodels.device import pick_device
+
+    run = RunDir(args.run)
+    run.read_meta()
+    if args.goal is None and args.goal_step is None:
+        raise UserError("--goal-episode needs --goal-step T (the frame of that episode to reach)")
+    try:
+        options = json.loads(args.reset_options) if args.reset_options else None
+    except json.JSONDecodeError as e:
+        raise UserError(f"--reset-options is not valid JSON: {e}") from None
+    if options is not None and not isinstance(options, dict):
+        raise UserError("--reset-options must be a JSON object")
+    goal = load_goal(run, args.goal, args.goal_episode, args.goal_step)
+    config = planner_config(args.horizon, args.candidates, args.iterations, args.elites, args.method)
+    s = run_foresight(run, goal, config, args.cost, args.cost_on, args.steps, args.seed, options,
+                      args.video and Path(args.video), str(pick_device(args.device)))
+    truth = "" if s["final_distance"] is None else (
+        f", ground-truth distance {s['initial_distance']:.3f} -> {s['final_distance']:.3f}")
+    print(f"foresight: {s['steps']} steps, latent distance {s['initial_latent_distance']:.3f} -> "
+          f"{s['final_latent_distance']:.3f}{truth}, {1000 * s['seconds_per_decision']:.0f} ms/decision")
+    print(f"  video: {s['video']}  summary: {run.eval / 'foresight.json'}")
