@@ -73,6 +73,10 @@ def add_train(sub) -> None:
     p.add_argument("--z-dim", type=int, default=32, help="VAE latent size (default 32)")
     p.add_argument("--hidden-size", type=int, default=256, help="memory model recurrent size (default 256)")
     p.add_argument("--seq-len", type=int, default=64, help="memory training window in steps (default 64)")
+    p.add_argument("--reward-weight", type=float, default=1.0,
+                   help="memory: weight of the reward loss against the latent NLL (default 1)")
+    p.add_argument("--reward-smoothing", type=int, default=1,
+                   help="memory: spread each reward over this many steps before it (default 1: none)")
     p.add_argument("--patience", type=int, default=5, help="early stopping: epochs without improvement (default 5)")
     p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N")
     p.add_argument("--seed", type=int, default=0, help="seed of the split, initialisation and batches")
@@ -95,6 +99,7 @@ def cmd_train(args) -> None:
         print(f"vision: {s['epochs']} epochs, best validation loss {s['best_val_loss']:.2f} -> {run.vision}")
     if args.stage in (None, "memory"):
         config = MemoryTrainConfig(kind=args.memory, hidden_size=args.hidden_size, seq_len=args.seq_len,
+                                   reward_weight=args.reward_weight, reward_smoothing=args.reward_smoothing,
                                    **common, **given)
         s = train_memory(run, config, resume=args.resume)
         print(f"memory: {s['epochs']} epochs, best validation loss {s['best_val_loss']:.3f} -> {run.memory}")

@@ -63,6 +63,8 @@ class MemoryTrainConfig:
     lr: float = 1e-3
     hidden_size: int = 256
     batches_per_epoch: int | None = None  # default: one pass over the training steps
+    reward_weight: float = 1.0  # weight of the reward loss against the latent NLL (tens of nats)
+    reward_smoothing: int = 1  # train the reward head on rewards spread over this many steps (see smooth_rewards)
     grad_clip: float = 1.0
     val_fraction: float = 0.1
     patience: int = 5
@@ -110,8 +112,12 @@ def fit(name: str, model: torch.nn.Module, directory: Path, *, epochs: int, pati
         device: torch.device, writer, train_batches: Callable[[int], Iterable[dict]], batches_per_epoch: int,
         val_batches: Callable[[], Iterable[dict]], units: Callable[[dict], int], unit: str,
         grad_clip: float | None = None, log_media: Callable[[int], None] | None = None,
-        progress: bool = True) -> dict:
+        progress: bool = True, data: list | None = None) -> dict:
     """Train ``model`` (which has ``loss(**batch) -> dict``) with Adam; resumable epoch by epoch.
+
+    ``data`` identifies what is trained on (episode indices, ...): when a resumed stage finds other
+    data (episodes collected since), it keeps its weights and optimizer but restarts early
+    stopping, since the best validation loss so far was measured on another validation set.
 
     ``train_batches(epoch)`` yields about ``batches_per_epoch`` batches (the progress bar's total),
     lazily: the throughput logged (``unit``/s) covers loading and training, not validation.
@@ -125,14 +131,18 @@ def fit(name: str, model: torch.nn.Module, directory: Path, *, epochs: int, pati
     rank 0 writes files, and the others wait for it at the end.
     """
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    state = {"epoch": 0, "step": 0, "best_val": math.inf, "bad_epochs": 0, "history": []}
+    data = list(data or [])
+    state = {"epoch": 0, "step": 0, "best_val": math.inf, "bad_epochs": 0, "history": [], "data": data}
     last = directory / "last.pt"
     if last.exists():
         saved = load_state(last, device)
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
-        state = {k: saved[k] for k in state}
+        state = {k: saved.get(k, state[k]) for k in state}
         print(f"{name}: resuming after epoch {state['epoch']} (step {state['step']})")
+        if state["data"] != data:
+            print(f"{name}: {len(data)} episodes now ({len(state['data'])} before): early stopping restarts")
+            state.update(data=data, best_val=math.inf, bad_epochs=0)
     loss_fn = distributed.wrap(model, device)  # model.loss; with several ranks through DDP
     main = distributed.is_main()
     amp = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
@@ -197,7 +207,7 @@ def fit(name: str, model: torch.nn.Module, directory: Path, *, epochs: int, pati
             break
     summary = {"epochs": state["epoch"], "requested_epochs": epochs, "steps": state["step"],
                "best_val_loss": state["best_val"], "stopped_early": stopped_early,
-               "history": state["history"], "seconds": time.perf_counter() - start_time}
+               "history": state["history"], "data": state["data"], "seconds": time.perf_counter() - start_time}
     distributed.on_main(atomic_write_json, directory / "summary.json", summary)
     return summary
 
@@ -217,12 +227,14 @@ def evaluate(model, batches: Iterable[dict], device: torch.device, amp) -> dict[
     return {k: v / max(n, 1) for k, v in totals.items()}
 
 
-def already_done(directory: Path, epochs: int) -> dict | None:
-    """The summary of a finished stage that needs no more epochs, else None."""
+def already_done(directory: Path, epochs: int, data: list) -> dict | None:
+    """The summary of a finished stage that needs no more epochs on the same data, else None."""
     path = directory / "summary.json"
     if not path.exists():
         return None
     summary = json.loads(path.read_text())
+    if summary.get("data", []) != list(data):
+        return None
     if summary["stopped_early"] or summary["epochs"] >= epochs:
         return summary
     return None
@@ -258,7 +270,7 @@ def train_vision(run: RunDir, config: VisionTrainConfig, resume: bool = True, pr
         raise UserError(f"no episodes in {run.episodes}: run `wm collect ENV --run {run.root}` first")
     model_config = VAEConfig(z_dim=config.z_dim, kl_tolerance=config.kl_tolerance)
     distributed.on_main(prepare_stage, run.vision, "vae", model_config, resume)
-    done = already_done(run.vision, config.epochs)
+    done = already_done(run.vision, config.epochs, list(episodes))
     if done is None:
         torch.manual_seed(config.seed)
         train_ids, val_ids = split_episodes(list(episodes), config.val_fraction, config.seed)
@@ -287,7 +299,8 @@ def train_vision(run: RunDir, config: VisionTrainConfig, resume: bool = True, pr
                    device=device, writer=writer,
                    train_batches=lambda _: frame_batches(train_frames, config.batch_size, rng),
                    batches_per_epoch=math.ceil(len(train_frames) / config.batch_size), val_batches=val_batches,
-                   units=lambda b: len(b["frames"]), unit="frames", log_media=log_media, progress=progress)
+                   units=lambda b: len(b["frames"]), unit="frames", log_media=log_media, progress=progress,
+                   data=list(episodes))
         writer.close()
     else:
         print(f"vision: already trained ({done['epochs']} epochs, best val {done['best_val_loss']:.2f}); nothing to do")
@@ -329,7 +342,20 @@ def encode_latents(run: RunDir, device: torch.device, progress: bool = True) -> 
     return len(todo)
 
 
-def load_latents(run: RunDir, indices: list[int]) -> list[dict[str, np.ndarray]]:
+def smooth_rewards(reward: np.ndarray, window: int) -> np.ndarray:
+    """Spread each reward evenly over the ``window`` steps up to and including it: ``[T] -> [T]``.
+
+    Sparse spikes (CarRacing's +3.x per new tile) are unpredictable to the step, so a reward head
+    trained on them learns little more than their mean; spread out they become a function of
+    where the agent is heading, learnable, and the episode's return is kept (all but up to
+    ``window - 1`` steps of the first reward's spread).
+    """
+    if window <= 1:
+        return reward
+    return np.convolve(reward, np.ones(window, np.float32) / window)[window - 1:].astype(np.float32)
+
+
+def load_latents(run: RunDir, indices: list[int], reward_smoothing: int = 1) -> list[dict[str, np.ndarray]]:
     """Latent episodes for memory training: mu/logvar ``[T+1, Z]``, model-side actions ``[T, A]``."""
     action_spec = run.action_spec()
     paths = list_episodes(run.latents)
@@ -337,16 +363,18 @@ def load_latents(run: RunDir, indices: list[int]) -> list[dict[str, np.ndarray]]
     for i in indices:
         with np.load(paths[i]) as data:
             action = torch.from_numpy(data["action"])
-            out.append({"mu": data["mu"], "logvar": data["logvar"], "reward": data["reward"],
+            out.append({"mu": data["mu"], "logvar": data["logvar"],
+                        "reward": smooth_rewards(data["reward"], reward_smoothing),
                         "done": data["terminated"].astype(np.float32),
                         "action": action_spec.to_model(action).numpy()})
     return out
 
 
-def memory_model_config(kind: str, z_dim: int, action_dim: int, hidden_size: int):
+def memory_model_config(kind: str, z_dim: int, action_dim: int, hidden_size: int, reward_weight: float = 1.0):
     if kind not in MEMORY_MODELS:
         raise UserError(f"unknown memory model {kind!r}; choose one of {', '.join(MEMORY_MODELS)}")
-    return MEMORY_CONFIGS[kind](z_dim=z_dim, action_dim=action_dim, hidden_size=hidden_size)
+    return MEMORY_CONFIGS[kind](z_dim=z_dim, action_dim=action_dim, hidden_size=hidden_size,
+                                reward_weight=reward_weight)
 
 
 def train_memory(run: RunDir, config: MemoryTrainConfig, resume: bool = True, progress: bool = True) -> dict:
@@ -356,16 +384,18 @@ def train_memory(run: RunDir, config: MemoryTrainConfig, resume: bool = True, pr
     vae = load_vision(run, "cpu")
     distributed.on_main(encode_latents, run, device, progress=progress)
     action_spec = run.action_spec()
-    model_config = memory_model_config(config.kind, vae.z_dim, action_spec.dim, config.hidden_size)
+    model_config = memory_model_config(config.kind, vae.z_dim, action_spec.dim, config.hidden_size,
+                                       config.reward_weight)
     distributed.on_main(prepare_stage, run.memory, config.kind, model_config, resume)
-    done = already_done(run.memory, config.epochs)
+    data = [_vision_id(run), *list_episodes(run.latents)]  # retrain on new episodes or a new vision model
+    done = already_done(run.memory, config.epochs, data)
     if done is not None:
         print(f"memory: already trained ({done['epochs']} epochs, best val {done['best_val_loss']:.2f}); nothing to do")
         return done
     torch.manual_seed(config.seed)
     train_ids, val_ids = split_episodes(list(list_episodes(run.latents)), config.val_fraction, config.seed)
-    train_data = SequenceBatcher(load_latents(run, train_ids), config.seq_len, seed=config.seed)
-    val_data = SequenceBatcher(load_latents(run, val_ids), config.seq_len, seed=config.seed + 1)
+    train_data = SequenceBatcher(load_latents(run, train_ids, config.reward_smoothing), config.seq_len, seed=config.seed)
+    val_data = SequenceBatcher(load_latents(run, val_ids, config.reward_smoothing), config.seq_len, seed=config.seed + 1)
     model = MEMORY_MODELS[config.kind](model_config).to(device)
     check_memory_fits(model, run, vae)
     per_epoch = config.batches_per_epoch or max(1, train_data.steps // (config.batch_size * config.seq_len))
@@ -391,7 +421,8 @@ def train_memory(run: RunDir, config: MemoryTrainConfig, resume: bool = True, pr
                   device=device, writer=writer,
                   train_batches=lambda _: sequence_batches(train_data, config.batch_size, per_epoch),
                   batches_per_epoch=per_epoch, val_batches=val_batches, units=lambda b: int(b["mask"].sum()),
-                  unit="steps", grad_clip=config.grad_clip, log_media=log_media, progress=progress)
+                  unit="steps", grad_clip=config.grad_clip, log_media=log_media, progress=progress,
+                  data=data)
     writer.close()
     return summary
 
