@@ -253,3 +253,30 @@ def test_tensorboard_gets_scalars_and_images(trained_run):
         want |= {f"{stage}/{split}_{k}" for split in ("train", "val") for k in parts}
         assert want <= scalars, want - scalars
     assert {"vision/real_vs_reconstruction", "memory/real_vs_dreamed"} <= images
+
+
+# ------------------------------------------------------------------------------- new data, rewards
+
+
+def test_memory_retrains_on_newly_collected_episodes(trained_run, tmp_path, capsys):
+    run = RunDir(copy_run(trained_run, tmp_path / "run"))
+    before = summary(run.memory)
+    assert wm("memory", "--run", run.root, *MEMORY_FLAGS, "--epochs", "3") == 0
+    assert "nothing to do" in capsys.readouterr().out  # same episodes, same epochs
+    collect(run, CollectConfig(env="envs.catch:Catch", episodes=EPISODES + 2, workers=1), progress=False)
+    assert wm("memory", "--run", run.root, *MEMORY_FLAGS, "--epochs", "4") == 0
+    out = capsys.readouterr().out
+    assert "the training data changed" in out and "early stopping restarts" in out
+    after = summary(run.memory)
+    assert len(list_episodes(run.latents)) == EPISODES + 2  # the new episodes were encoded
+    assert after["epochs"] == 4 and after["steps"] > before["steps"] and after["data"] != before["data"]
+
+
+def test_reward_smoothing_spreads_spikes_and_keeps_the_return():
+    from worldmodels.train import smooth_rewards
+
+    reward = np.array([0, 0, 0, 3, 0, 0, -1, 0], np.float32)
+    smooth = smooth_rewards(reward, 3)
+    np.testing.assert_allclose(smooth, [0, 1, 1, 1, -1 / 3, -1 / 3, -1 / 3, 0], atol=1e-6)
+    assert smooth.sum() == pytest.approx(reward.sum())
+    assert smooth_rewards(reward, 1) is reward

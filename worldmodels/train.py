@@ -141,7 +141,7 @@ def fit(name: str, model: torch.nn.Module, directory: Path, *, epochs: int, pati
         state = {k: saved.get(k, state[k]) for k in state}
         print(f"{name}: resuming after epoch {state['epoch']} (step {state['step']})")
         if state["data"] != data:
-            print(f"{name}: {len(data)} episodes now ({len(state['data'])} before): early stopping restarts")
+            print(f"{name}: the training data changed (new episodes or vision model): early stopping restarts")
             state.update(data=data, best_val=math.inf, bad_epochs=0)
     loss_fn = distributed.wrap(model, device)  # model.loss; with several ranks through DDP
     main = distributed.is_main()
