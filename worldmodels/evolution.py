@@ -100,6 +100,13 @@ def train_cma(run: RunDir, config: CMAConfig, progress: bool = True) -> dict:
                                       {"popsize": config.population, "seed": config.seed + 1, "verbose": -9})
         history = {"config": asdict(config), "spec": spec.to_dict(), "generations": [], "real": [],
                    "best_real": None}
+    memory_id = model_id(run.memory)
+    if history.get("memory") not in (None, memory_id) and history["best_real"] is not None:
+        # Retrained memory (an iterative round): h means something new, so the kept controller's
+        # real score no longer holds; the next check chooses afresh.
+        print("dream: the memory model changed since the last real-env check; real-env selection restarts")
+        history["best_real"] = None
+    history["memory"] = memory_id
     start_gen = len(history["generations"])
     if start_gen >= config.generations:
         print(f"dream: CMA-ES already ran {start_gen} generations; nothing to do")
@@ -130,8 +137,9 @@ def train_cma(run: RunDir, config: CMAConfig, progress: bool = True) -> dict:
         mean = np.asarray(es.mean, np.float32)
         last = gen + 1 == config.generations
         if config.real_every and ((gen + 1) % config.real_every == 0 or last):
+            # The same tracks at every check (and none of `wm eval`'s), so checks compare controllers.
             result = evaluate(run, "controller", episodes=config.real_episodes, workers=config.workers,
-                              seed=10_000 + gen, max_steps=config.real_max_steps, progress=False,
+                              seed=10_000 + config.seed, max_steps=config.real_max_steps, progress=False,
                               backend=config.backend, ray_address=config.ray_address,
                               agent_options={"params": mean.tolist(), "spec": spec.to_dict()})
             real = {"generation": gen + 1, "mean": result["mean"], "std": result["std"],
@@ -153,6 +161,12 @@ def train_cma(run: RunDir, config: CMAConfig, progress: bool = True) -> dict:
         bar.set_postfix(best=f"{record['best']:.1f}", mean=f"{record['mean']:.1f}", sigma=f"{record['sigma']:.3f}")
     writer.close()
     return history
+
+
+def model_id(directory) -> str:
+    """Identifies the weights in ``directory/best.pt`` (size and modification time)."""
+    stat = (directory / "best.pt").stat()
+    return f"{stat.st_size}-{stat.st_mtime_ns}"
 
 
 def other_gpus(device: torch.device) -> list[torch.device]:
