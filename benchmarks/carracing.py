@@ -35,7 +35,7 @@ CEM = {"smoke": dict(horizon=4, candidates=32, iterations=2, elites=4, episodes=
        "laptop": dict(horizon=12, candidates=200, iterations=4, elites=20, episodes=3),
        "gpu": dict(horizon=12, candidates=1000, iterations=10, elites=100, episodes=10),
        "paper": dict(horizon=12, candidates=1000, iterations=10, elites=100, episodes=20)}
-REAL_CMA = {"smoke": dict(generations=1, population=4), "laptop": dict(generations=8, population=12),
+REAL_CMA = {"smoke": dict(generations=1, population=4), "laptop": dict(generations=4, population=8),
             "gpu": dict(generations=100, population=32), "paper": dict(generations=300, population=64)}
 
 
