@@ -39,6 +39,13 @@ def read_config(directory: Path) -> tuple[str, object]:
         raise UserError(f"{path}: config does not fit {config_cls.__name__}: {e}") from None
 
 
+def weights_id(directory: Path) -> str:
+    """A content hash of ``directory/best.pt``: tells whether a model changed, and survives copies."""
+    import hashlib
+
+    return hashlib.sha1((Path(directory) / "best.pt").read_bytes()).hexdigest()[:16]
+
+
 def save_weights(path: Path, model: torch.nn.Module) -> None:
     atomic_torch_save(path, {k: v.detach().cpu() for k, v in model.state_dict().items()})
 

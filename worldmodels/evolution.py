@@ -24,7 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from agents.controller import ControllerSpec
-from worldmodels.checkpoint import load_memory, load_vision
+from worldmodels.checkpoint import load_memory, load_vision, weights_id
 from worldmodels.device import pick_device
 from worldmodels.dream import BatchedDream, DreamConfig, initial_latents, intrinsic_bonus, rollout_population
 from worldmodels.errors import UserError
@@ -100,7 +100,7 @@ def train_cma(run: RunDir, config: CMAConfig, progress: bool = True) -> dict:
                                       {"popsize": config.population, "seed": config.seed + 1, "verbose": -9})
         history = {"config": asdict(config), "spec": spec.to_dict(), "generations": [], "real": [],
                    "best_real": None}
-    memory_id = model_id(run.memory)
+    memory_id = weights_id(run.memory)
     if history.get("memory") not in (None, memory_id) and history["best_real"] is not None:
         # Retrained memory (an iterative round): h means something new, so the kept controller's
         # real score no longer holds; the next check chooses afresh.
@@ -161,12 +161,6 @@ def train_cma(run: RunDir, config: CMAConfig, progress: bool = True) -> dict:
         bar.set_postfix(best=f"{record['best']:.1f}", mean=f"{record['mean']:.1f}", sigma=f"{record['sigma']:.3f}")
     writer.close()
     return history
-
-
-def model_id(directory) -> str:
-    """Identifies the weights in ``directory/best.pt`` (size and modification time)."""
-    stat = (directory / "best.pt").stat()
-    return f"{stat.st_size}-{stat.st_mtime_ns}"
 
 
 def other_gpus(device: torch.device) -> list[torch.device]:

@@ -28,6 +28,7 @@ from worldmodels.checkpoint import (
     load_vision,
     read_config,
     save_weights,
+    weights_id,
     write_config,
 )
 from worldmodels.data import SequenceBatcher, list_episodes, load_episode, load_frames
@@ -140,9 +141,10 @@ def fit(name: str, model: torch.nn.Module, directory: Path, *, epochs: int, pati
         optimizer.load_state_dict(saved["optimizer"])
         state = {k: saved.get(k, state[k]) for k in state}
         print(f"{name}: resuming after epoch {state['epoch']} (step {state['step']})")
-        if state["data"] != data:
+        if state["data"] != data and state["epoch"] < epochs:
             print(f"{name}: the training data changed (new episodes or vision model): early stopping restarts")
-            state.update(data=data, best_val=math.inf, bad_epochs=0)
+            state.update(best_val=math.inf, bad_epochs=0)
+        state["data"] = data
     loss_fn = distributed.wrap(model, device)  # model.loss; with several ranks through DDP
     main = distributed.is_main()
     amp = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
@@ -308,16 +310,11 @@ def train_vision(run: RunDir, config: VisionTrainConfig, resume: bool = True, pr
     return done
 
 
-def _vision_id(run: RunDir) -> str:
-    stat = (run.vision / "best.pt").stat()
-    return f"{stat.st_size}-{stat.st_mtime_ns}"
-
-
 @torch.no_grad()
 def encode_latents(run: RunDir, device: torch.device, progress: bool = True) -> int:
     """Encode every episode without up-to-date latents; returns how many were encoded."""
     meta_path = run.latents / "meta.json"
-    vision_id = _vision_id(run)
+    vision_id = weights_id(run.vision)
     current = json.loads(meta_path.read_text()).get("vision") if meta_path.exists() else None
     if current != vision_id:
         if run.latents.exists():
@@ -387,7 +384,7 @@ def train_memory(run: RunDir, config: MemoryTrainConfig, resume: bool = True, pr
     model_config = memory_model_config(config.kind, vae.z_dim, action_spec.dim, config.hidden_size,
                                        config.reward_weight)
     distributed.on_main(prepare_stage, run.memory, config.kind, model_config, resume)
-    data = [_vision_id(run), *list_episodes(run.latents)]  # retrain on new episodes or a new vision model
+    data = [weights_id(run.vision), *list_episodes(run.latents)]  # retrain on new episodes or a new vision model
     done = already_done(run.memory, config.epochs, data)
     if done is not None:
         print(f"memory: already trained ({done['epochs']} epochs, best val {done['best_val_loss']:.2f}); nothing to do")
