@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 import gymnasium as gym
+from common import OUT, machine
 
 from agents.random import RandomAgent
 from envs.spaces import ActionSpec
@@ -28,8 +28,6 @@ from worldmodels.collect import CollectConfig, collect
 from worldmodels.executor import default_workers
 from worldmodels.rollout import episode_seed
 from worldmodels.rundir import RunDir
-
-OUT = Path(__file__).resolve().parent / "out"
 
 
 def raw_loop(env_id: str, episodes: int, max_steps: int, seed: int) -> dict:
@@ -63,22 +61,6 @@ def wm_collect(env_id: str, episodes: int, max_steps: int, workers: int, seed: i
     steps = summary["frames"] - summary["episodes"]
     return {"name": "wm collect", "workers": workers, "episodes": episodes, "steps": steps, "seconds": seconds,
             "steps_per_second": steps / seconds, "disk_mb": summary["disk_mb"]}
-
-
-def machine() -> dict:
-    model = ""
-    try:
-        for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
-            if line.startswith("Model name:"):
-                model = line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                cwd=OUT.parent).stdout.strip()
-    except OSError:
-        commit = ""
-    return {"cpu": model, "cores": default_workers(), "commit": commit, "date": time.strftime("%Y-%m-%d")}
 
 
 def table(rows: list[dict]) -> str:

@@ -16,20 +16,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import time
-from pathlib import Path
 
 import torch
+from common import OUT, machine
 
 from agents.controller import ControllerSpec
 from envs.make import make_env
 from envs.spaces import ActionSpec
 from worldmodels.dream import BatchedDream, DreamConfig, rollout_population
-from worldmodels.executor import default_workers
 from worldmodels.models.mdnrnn import MDNRNN, MDNRNNConfig
-
-OUT = Path(__file__).resolve().parent / "out"
 
 
 def real_env(env_id: str, steps: int, seed: int) -> dict:
@@ -90,23 +86,6 @@ def model_step(action: ActionSpec, batch: int, steps: int, seed: int) -> dict:
     seconds = time.perf_counter() - start
     return {"name": "bare MDN-RNN step + predict + sample", "batch": batch, "steps": batch * steps,
             "seconds": seconds}
-
-
-def machine() -> dict:
-    model = ""
-    try:
-        for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
-            if line.startswith("Model name:"):
-                model = line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                cwd=OUT.parent).stdout.strip()
-    except OSError:
-        commit = ""
-    return {"cpu": model, "cores": default_workers(), "torch_threads": torch.get_num_threads(), "commit": commit,
-            "date": time.strftime("%Y-%m-%d")}
 
 
 def table(rows: list[dict]) -> str:

@@ -17,16 +17,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
+from common import OUT, machine
+
 from worldmodels.collect import CollectConfig, collect
 from worldmodels.executor import default_workers, import_ray
 from worldmodels.rundir import RunDir
-
-OUT = Path(__file__).resolve().parent / "out"
 
 
 def measure(env: str, backend: str, workers: int, episodes: int, max_steps: int, address: str | None) -> dict:
@@ -40,14 +39,6 @@ def measure(env: str, backend: str, workers: int, episodes: int, max_steps: int,
     steps = summary["frames"] - summary["episodes"]
     return {"backend": backend, "workers": workers, "episodes": summary["episodes"], "steps": steps,
             "seconds": seconds, "steps_per_second": steps / seconds}
-
-
-def machine() -> dict:
-    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
-    model = next((line.split(":", 1)[1].strip() for line in lscpu if line.startswith("Model name:")), "")
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=OUT.parent).stdout.strip()
-    return {"cpu": model, "cores": default_workers(), "commit": commit, "date": time.strftime("%Y-%m-%d")}
 
 
 def table(rows: list[dict]) -> str:

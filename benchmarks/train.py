@@ -24,20 +24,17 @@ import io
 import itertools
 import json
 import math
-import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import torch
+from common import OUT, machine
 
 from worldmodels.collect import CollectConfig, collect
 from worldmodels.data import SequenceBatcher, list_episodes, load_episode, load_frames
 from worldmodels.models import MDNRNN, ConvVAE, MDNRNNConfig, VAEConfig
 from worldmodels.rundir import RunDir
 from worldmodels.train import fit, frame_batches, sequence_batches
-
-OUT = Path(__file__).resolve().parent / "out"
 
 
 class NullWriter:
@@ -114,20 +111,6 @@ def latent_episodes(run: RunDir) -> list[dict]:
                     "done": episode["terminated"].astype("float32"),
                     "action": action_spec.to_model(torch.from_numpy(episode["action"])).numpy()})
     return out
-
-
-def machine() -> dict:
-    def command(*args: str) -> str:
-        try:
-            return subprocess.run(args, capture_output=True, text=True, cwd=OUT.parent).stdout
-        except OSError:
-            return ""
-
-    model = next((line.split(":", 1)[1].strip() for line in command("lscpu").splitlines()
-                  if line.startswith("Model name:")), "")
-    return {"cpu": model, "threads": torch.get_num_threads(), "torch": torch.__version__,
-            "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-            "commit": command("git", "rev-parse", "--short", "HEAD").strip(), "date": time.strftime("%Y-%m-%d")}
 
 
 def main() -> None:
