@@ -31,11 +31,11 @@ from worldmodels.rundir import RunDir
 from worldmodels.train import MemoryTrainConfig, VisionTrainConfig, train_memory, train_vision
 
 
-def build(run: RunDir, episodes: int, vision_epochs: int, memory_epochs: int) -> float:
+def build(run: RunDir, episodes: int, vision_epochs: int, memory_epochs: int, radius: int) -> float:
     """Collect and train (each stage skipped when complete); returns the seconds spent."""
     start = time.perf_counter()
-    collect(run, CollectConfig(env="envs.point:PointMass", episodes=episodes, policy="brownian", workers=1),
-            progress=False)
+    collect(run, CollectConfig(env="envs.point:PointMass", episodes=episodes, policy="brownian", workers=1,
+                               env_kwargs={"radius": radius}), progress=False)
     train_vision(run, VisionTrainConfig(epochs=vision_epochs, z_dim=16, device="cpu"), progress=False)
     train_memory(run, MemoryTrainConfig(epochs=memory_epochs, hidden_size=128, seq_len=32, batch_size=32,
                                         batches_per_epoch=50, device="cpu"), progress=False)
@@ -64,9 +64,10 @@ def main() -> None:
     parser.add_argument("--horizon", type=int, default=8)
     parser.add_argument("--candidates", type=int, default=300)
     parser.add_argument("--iterations", type=int, default=4)
+    parser.add_argument("--radius", type=int, default=4, help="dot radius in pixels (PointMass option)")
     args = parser.parse_args()
     run = RunDir(args.run or tempfile.mkdtemp(prefix="foresight-bench-"))
-    train_seconds = build(run, args.episodes, args.vision_epochs, args.memory_epochs)
+    train_seconds = build(run, args.episodes, args.vision_epochs, args.memory_epochs, args.radius)
     vision = load_vision(run)
     memory = load_memory(run, vision=vision)
     config = planner_config(args.horizon, args.candidates, args.iterations)
@@ -77,7 +78,7 @@ def main() -> None:
     for i in range(args.pairs):
         position, goal = rng.uniform(0.15, 0.85, (2, 2))
         options = {"position": position.tolist(), "goal": goal.tolist()}
-        r = visual_foresight(vision, memory, run.action_spec(), env, PointMass.draw(goal), config, steps=args.steps,
+        r = visual_foresight(vision, memory, run.action_spec(), env, PointMass.draw(goal, args.radius), config, steps=args.steps,
                              seed=i, reset_options=options, keep_frames=False)
         results["foresight"].append(r["final_distance"])
         results["random"].append(baseline(env, options, i, args.steps, hold=False))
