@@ -24,6 +24,15 @@ def _add_backend(p, what: str) -> None:
                         "(default: $RAY_ADDRESS, else a new local one)")
 
 
+def add_planner_flags(p) -> None:
+    """CEM settings shared by ``wm eval --agent cem`` and ``wm foresight`` (None: the planner's default)."""
+    p.add_argument("--horizon", type=int, default=None, help="planning horizon (default 12)")
+    p.add_argument("--candidates", type=int, default=None, help="action sequences per iteration (default 1000)")
+    p.add_argument("--iterations", type=int, default=None, help="CEM iterations per decision (default 10)")
+    p.add_argument("--elites", type=int, default=None, help="elite sequences refitted (default 100, at most candidates/10)")
+    p.add_argument("--method", choices=["cem", "icem", "mppi"], default=None, help="optimiser (default cem)")
+
+
 def add_collect(sub) -> None:
     p = sub.add_parser("collect", help="roll out a policy in an env and store episodes",
                        description="Collect episodes into RUN/episodes (one compressed .npz each). "
@@ -194,12 +203,7 @@ def add_eval(sub) -> None:
     p.add_argument("--video", action="store_true", help="write mp4s of the best and worst episode")
     p.add_argument("--seed", type=int, default=0, help="episode i is seeded from (seed, i) (default 0)")
     p.add_argument("--algo", default=None, help="for --agent sb3: which saved algorithm")
-    planner = p.add_argument_group("planner agents (--agent cem)")
-    planner.add_argument("--horizon", type=int, default=None, help="planning horizon (default 12)")
-    planner.add_argument("--candidates", type=int, default=None, help="action sequences per iteration (default 1000)")
-    planner.add_argument("--iterations", type=int, default=None, help="CEM iterations per decision (default 10)")
-    planner.add_argument("--elites", type=int, default=None, help="elite sequences refitted (default 100)")
-    planner.add_argument("--method", choices=["cem", "icem", "mppi"], default=None, help="optimiser (default cem)")
+    add_planner_flags(p.add_argument_group("planner agents (--agent cem)"))
     p.set_defaults(func=cmd_eval)
 
 

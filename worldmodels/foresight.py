@@ -245,6 +245,8 @@ def run_foresight(
 
 def add_parser(sub) -> None:
     """``wm foresight``: register the subcommand on the CLI's subparsers ``sub``."""
+    from worldmodels.cli import add_planner_flags
+
     p = sub.add_parser("foresight", help="visual foresight: plan to reach a goal image with CEM in the world model",
                        description="Re-plan every step with CEM so that the predicted future matches a goal image "
                                    "(Finn & Levine 2017); act in the real env. Writes RUN/eval/foresight.json and an "
@@ -254,11 +256,7 @@ def add_parser(sub) -> None:
     goal.add_argument("--goal", default=None, help="goal image file (64x64 RGB, e.g. a PNG)")
     goal.add_argument("--goal-episode", type=int, default=None, help="goal: a frame of this stored episode")
     p.add_argument("--goal-step", type=int, default=None, help="with --goal-episode: which frame (0 = first)")
-    p.add_argument("--horizon", type=int, default=None, help="planning horizon (default 12)")
-    p.add_argument("--candidates", type=int, default=None, help="action sequences per iteration (default 1000)")
-    p.add_argument("--iterations", type=int, default=None, help="CEM iterations per decision (default 10)")
-    p.add_argument("--elites", type=int, default=None, help="elite sequences refitted (default 100, at most candidates/10)")
-    p.add_argument("--method", choices=["cem", "icem", "mppi"], default=None, help="optimiser (default cem)")
+    add_planner_flags(p)
     p.add_argument("--cost", choices=COSTS, default="latent",
                    help="latent: squared distance of VAE means (default); pixel: of decoded frames (slower)")
     p.add_argument("--cost-on", choices=COST_ON, default="sum",
