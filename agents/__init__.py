@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import importlib
 
-from agents.base import Agent
-from worldmodels.errors import UserError
+from worldmodels.agents.base import Agent
+from worldmodels.core.errors import UserError
 
 AGENTS: dict[str, str] = {
-    "random": "agents.loaders:random",
-    "brownian": "agents.loaders:brownian",
-    "controller": "agents.loaders:controller",
-    "noisy-controller": "agents.loaders:noisy_controller",
-    "sb3": "agents.loaders:sb3",
-    "curious": "agents.curious:curious",
-    "cem": "agents.cem:cem",
+    "random": "worldmodels.agents.loaders:random",
+    "brownian": "worldmodels.agents.loaders:brownian",
+    "controller": "worldmodels.agents.loaders:controller",
+    "noisy-controller": "worldmodels.agents.loaders:noisy_controller",
+    "sb3": "worldmodels.agents.loaders:sb3",
+    "curious": "worldmodels.agents.curious:curious",
+    "cem": "worldmodels.agents.cem:cem",
 }
 
 

@@ -20,10 +20,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from envs.spaces import ActionSpec
-from worldmodels.errors import UserError
+from worldmodels.core.errors import UserError
+from worldmodels.envs.spaces import ActionSpec
 from worldmodels.models.memory import Memory, State, select_state
-from worldmodels.planning import Bonus, CEMConfig, CEMOptimizer, MPCPlanner, Objective, TerminalValue
+from worldmodels.planning.mpc import Bonus, MPCPlanner, TerminalValue
+from worldmodels.planning.optimizers import CEMConfig, CEMOptimizer, Objective
+from worldmodels.runs.artifacts import load_world_model
 
 ObjectiveFactory = Callable[[State, Tensor], Objective]
 """(memory state (batch 1), z [1, Z]) -> objective over candidates [N, H, A] -> [N], higher is better."""
@@ -140,7 +142,7 @@ def sb3_value(run, algo: str, device: torch.device | str = "cpu") -> TerminalVal
     Its observations are ``[z, h]``: actor-critics (PPO, A2C) give V; off-policy critics (SAC,
     TD3, ...) give Q(obs, policy(obs)) of their first critic. In units of dream reward.
     """
-    from worldmodels.sb3 import load_sb3
+    from worldmodels.dream.sb3 import load_sb3
 
     policy = load_sb3(run, algo, device).policy
 
@@ -173,14 +175,12 @@ def cem(
     ``options`` may set any other ``CEMConfig`` field (``discount``, ``init_std``, ...);
     ``algo`` names a dream-trained SB3 model whose value is the terminal value (none by default).
     """
-    from worldmodels.checkpoint import load_memory, load_vision
 
     known = {f.name for f in fields(CEMConfig)}
     unknown = sorted(set(options) - known)
     if unknown:
         raise UserError(f"unknown cem agent options {unknown}; planner settings are {sorted(known)}")
     config = planner_config(horizon, candidates, iterations, elites, method, **options)
-    vision = load_vision(run, device)
-    memory = load_memory(run, device, vision)
+    vision, memory = load_world_model(run, device)
     value = sb3_value(run, algo, device) if algo is not None else None
     return CEMAgent(vision, memory, run.action_spec(), config, device, temperature, bonus, value)

@@ -12,13 +12,13 @@ import json
 import numpy as np
 import torch
 
-from worldmodels.errors import UserError
+from worldmodels.core.errors import UserError
 
 
 def curious(run, device="cpu", noise: float | None = None, **options):
-    from agents.controller import ControllerSpec
-    from agents.loaders import _world_model
-    from agents.world_model import WorldModelAgent, with_noise
+    from worldmodels.agents.world_model import WorldModelAgent, with_noise
+    from worldmodels.models.controller import ControllerSpec
+    from worldmodels.runs.artifacts import load_world_model
 
     directory = run.root / "explore"
     if not (directory / "config.json").exists():
@@ -27,7 +27,7 @@ def curious(run, device="cpu", noise: float | None = None, **options):
     spec = ControllerSpec(**config["spec"])
     with np.load(directory / "params.npz") as data:
         params = torch.as_tensor(data["params"], device=device)[None]
-    vision, memory = _world_model(run, device)
+    vision, memory = load_world_model(run, device)
     action = run.action_spec()
     if spec.in_dim != memory.z_dim + memory.hidden_size or spec.out_dim != action.dim:
         raise UserError(f"explorer {spec} does not fit the run's models; re-run `wm explore --run {run.root}`")

@@ -6,8 +6,9 @@ import json
 
 import numpy as np
 
-from agents.random import BrownianAgent, RandomAgent
-from worldmodels.errors import UserError
+from worldmodels.agents.random import BrownianAgent, RandomAgent
+from worldmodels.core.errors import UserError
+from worldmodels.runs.artifacts import load_world_model
 
 
 def random(run, device="cpu", **options):
@@ -18,19 +19,12 @@ def brownian(run, device="cpu", **options):
     return BrownianAgent(run.action_spec())
 
 
-def _world_model(run, device):
-    from worldmodels.checkpoint import load_memory, load_vision
-
-    vision = load_vision(run, device)
-    return vision, load_memory(run, device, vision)
-
-
 def controller(run, device="cpu", params=None, spec=None, **options):
     """The dream-trained controller (``RUN/controller``), or explicit ``params``/``spec``."""
     import torch
 
-    from agents.controller import ControllerSpec
-    from agents.world_model import WorldModelAgent
+    from worldmodels.agents.world_model import WorldModelAgent
+    from worldmodels.models.controller import ControllerSpec
 
     if params is None:
         config_path = run.controller / "config.json"
@@ -40,7 +34,7 @@ def controller(run, device="cpu", params=None, spec=None, **options):
         with np.load(run.controller / "params.npz") as data:
             params = data["params"]
     spec = ControllerSpec(**spec)
-    vision, memory = _world_model(run, device)
+    vision, memory = load_world_model(run, device)
     action = run.action_spec()
     if spec.in_dim != memory.z_dim + memory.hidden_size or spec.out_dim != action.dim:
         raise UserError(f"controller {spec} does not fit the run's models (z={memory.z_dim}, "
@@ -51,7 +45,7 @@ def controller(run, device="cpu", params=None, spec=None, **options):
 
 def noisy_controller(run, device="cpu", noise: float = 0.1, **options):
     """The controller with Gaussian action noise (std ``noise`` x the action range): for collection."""
-    from agents.world_model import with_noise
+    from worldmodels.agents.world_model import with_noise
 
     agent = controller(run, device, **options)
     agent.policy = with_noise(agent.policy, agent.action, noise)
@@ -62,11 +56,11 @@ def sb3(run, device="cpu", algo=None, **options):
     """A stable-baselines3 model trained in the dream (``RUN/controller/sb3_ALGO.zip``)."""
     import torch
 
-    from agents.world_model import WorldModelAgent
-    from worldmodels.sb3 import load_sb3
+    from worldmodels.agents.world_model import WorldModelAgent
+    from worldmodels.dream.sb3 import load_sb3
 
     model = load_sb3(run, algo, device)
-    vision, memory = _world_model(run, device)
+    vision, memory = load_world_model(run, device)
     action = run.action_spec()
 
     def policy(features):

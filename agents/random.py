@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from envs.spaces import ActionSpec
+from worldmodels.envs.spaces import ActionSpec
 
 
 class RandomAgent:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from envs.spaces import ActionSpec
+from worldmodels.envs.spaces import ActionSpec
 
 
 class WorldModelAgent:

@@ -21,13 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
-from worldmodels.evaluate import evaluate
-from worldmodels.evolution import train_cma
+from worldmodels.collect.driver import episode_seed, run_episode
+from worldmodels.dream.cma import train_cma
+from worldmodels.evaluation.evaluate import evaluate
 from worldmodels.pipeline import presets, run_pipeline
-from worldmodels.report import LITERATURE, write_report
-from worldmodels.rollout import episode_seed, run_episode
-from worldmodels.rundir import RunDir, atomic_write_json
-from worldmodels.train import train_memory
+from worldmodels.report.page import LITERATURE, write_report
+from worldmodels.runs.rundir import RunDir, atomic_write_json
+from worldmodels.training.memory import train_memory
 
 ENV = "CarRacing-v3"
 # Planner and model-free sizes per preset (CEM runs as MPC in the real env: one plan per step).
@@ -77,9 +77,9 @@ def train_cma_in_real_env(run: RunDir, preset: str, max_steps: int) -> dict:
     warnings.filterwarnings("ignore", message="Could not import matplotlib")
     import cma
 
-    from agents.controller import ControllerSpec
-    from worldmodels.checkpoint import load_memory, load_vision
-    from worldmodels.evolution import save_controller
+    from worldmodels.dream.cma import save_controller
+    from worldmodels.models.controller import ControllerSpec
+    from worldmodels.runs.artifacts import load_memory, load_vision
 
     size = REAL_CMA[preset]
     memory = load_memory(run, "cpu", load_vision(run, "cpu"))

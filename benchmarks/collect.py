@@ -22,12 +22,12 @@ from pathlib import Path
 import gymnasium as gym
 from common import OUT, machine
 
-from agents.random import RandomAgent
-from envs.spaces import ActionSpec
-from worldmodels.collect import CollectConfig, collect
-from worldmodels.executor import default_workers
-from worldmodels.rollout import episode_seed
-from worldmodels.rundir import RunDir
+from worldmodels.agents.random import RandomAgent
+from worldmodels.collect.collector import CollectConfig, collect
+from worldmodels.collect.driver import episode_seed
+from worldmodels.core.executor import default_workers
+from worldmodels.envs.spaces import ActionSpec
+from worldmodels.runs.rundir import RunDir
 
 
 def raw_loop(env_id: str, episodes: int, max_steps: int, seed: int) -> dict:

@@ -21,10 +21,10 @@ import time
 import torch
 from common import OUT, machine
 
-from agents.controller import ControllerSpec
-from envs.make import make_env
-from envs.spaces import ActionSpec
-from worldmodels.dream import BatchedDream, DreamConfig, rollout_population
+from worldmodels.dream.imagine import BatchedDream, DreamConfig, rollout_population
+from worldmodels.envs.make import make_env
+from worldmodels.envs.spaces import ActionSpec
+from worldmodels.models.controller import ControllerSpec
 from worldmodels.models.mdnrnn import MDNRNN, MDNRNNConfig
 
 

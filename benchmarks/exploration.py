@@ -4,7 +4,7 @@
                                      [--beta 1.0] [--envs 8] [--max-steps 100]
 
 Every method but ``random`` is SB3 PPO (MlpPolicy) on ``curiosity_vec_env`` over ``--envs``
-``envs.maze:Maze`` copies (7x7 rooms, 97 open squares, episodes truncated at ``--max-steps``),
+``worldmodels.envs.maze:Maze`` copies (7x7 rooms, 97 open squares, episodes truncated at ``--max-steps``),
 observing the curiosity encoder's latent (fixed random features of the 16x16-pooled frame), so
 all methods share one input; ``extrinsic`` is the same with ``beta = 0``. Coverage is the number
 of distinct ground-truth positions (``info["position"]``) visited over the whole budget; "goal" is
@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 import torch
 
-from envs.maze import Maze
+from worldmodels.envs.maze import Maze
 
 OUT = Path(__file__).resolve().parent / "out"
 METHODS = ["random", "extrinsic", "surprise", "icm", "disagreement", "infogain"]
@@ -58,7 +58,7 @@ def run_ppo(kind: str, steps: int, envs: int, max_steps: int, seed: int, every: 
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.vec_env import DummyVecEnv
 
-    from worldmodels.curiosity import curiosity_vec_env
+    from worldmodels.curiosity.online import curiosity_vec_env
 
     venv = DummyVecEnv([lambda: Maze(max_steps=max_steps) for _ in range(envs)])
     venv.seed(seed)

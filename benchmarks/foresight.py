@@ -22,19 +22,20 @@ from pathlib import Path
 
 import numpy as np
 
-from agents.cem import planner_config
-from envs.point import PointMass
-from worldmodels.checkpoint import load_memory, load_vision
-from worldmodels.collect import CollectConfig, collect
-from worldmodels.foresight import visual_foresight
-from worldmodels.rundir import RunDir
-from worldmodels.train import MemoryTrainConfig, VisionTrainConfig, train_memory, train_vision
+from worldmodels.agents.cem import planner_config
+from worldmodels.collect.collector import CollectConfig, collect
+from worldmodels.envs.point import PointMass
+from worldmodels.planning.foresight import visual_foresight
+from worldmodels.runs.artifacts import load_memory, load_vision
+from worldmodels.runs.rundir import RunDir
+from worldmodels.training.memory import MemoryTrainConfig, train_memory
+from worldmodels.training.vision import VisionTrainConfig, train_vision
 
 
 def build(run: RunDir, episodes: int, vision_epochs: int, memory_epochs: int, radius: int) -> float:
     """Collect and train (each stage skipped when complete); returns the seconds spent."""
     start = time.perf_counter()
-    collect(run, CollectConfig(env="envs.point:PointMass", episodes=episodes, policy="brownian", workers=1,
+    collect(run, CollectConfig(env="worldmodels.envs.point:PointMass", episodes=episodes, policy="brownian", workers=1,
                                env_kwargs={"radius": radius}), progress=False)
     train_vision(run, VisionTrainConfig(epochs=vision_epochs, z_dim=16, device="cpu"), progress=False)
     train_memory(run, MemoryTrainConfig(epochs=memory_epochs, hidden_size=128, seq_len=32, batch_size=32,

@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 from worldmodels.models import MDNRNN, MDNRNNConfig
-from worldmodels.planning import CEMConfig, CEMOptimizer, latent_returns
+from worldmodels.planning.mpc import latent_returns
+from worldmodels.planning.optimizers import CEMConfig, CEMOptimizer
 
 H, N, ITERS, K = 12, 1000, 10, 100
 LOW, HIGH = torch.tensor([-1.0, 0.0, 0.0]), torch.ones(3)  # CarRacing: steer, gas, brake

@@ -23,9 +23,9 @@ from pathlib import Path
 
 from common import OUT, machine
 
-from worldmodels.collect import CollectConfig, collect
-from worldmodels.executor import default_workers, import_ray
-from worldmodels.rundir import RunDir
+from worldmodels.collect.collector import CollectConfig, collect
+from worldmodels.core.executor import default_workers, import_ray
+from worldmodels.runs.rundir import RunDir
 
 
 def measure(env: str, backend: str, workers: int, episodes: int, max_steps: int, address: str | None) -> dict:

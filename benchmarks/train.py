@@ -3,7 +3,7 @@
     python benchmarks/train.py [--run RUN] [--episodes 16] [--batch-size 64] [--frames 640] [--seq-len 64]
                                [--memory-batch-size 32] [--hidden-size 256] [--repeats 5]
 
-Both sides run ``worldmodels.train.fit`` (Adam, autocast on CUDA, the progress bookkeeping), so
+Both sides run ``worldmodels.training.fit.fit`` (Adam, autocast on CUDA, the progress bookkeeping), so
 the ratio isolates the data path. Vision: the real path is ``frame_batches`` (uint8 frames in
 memory, a random permutation, each batch moved to the device and converted inside the ConvVAE);
 the bound feeds float frames already on the device. Memory (MDN-RNN): the real path is
@@ -30,11 +30,14 @@ from pathlib import Path
 import torch
 from common import OUT, machine
 
-from worldmodels.collect import CollectConfig, collect
-from worldmodels.data import SequenceBatcher, list_episodes, load_episode, load_frames
+from worldmodels.collect.collector import CollectConfig, collect
 from worldmodels.models import MDNRNN, ConvVAE, MDNRNNConfig, VAEConfig
-from worldmodels.rundir import RunDir
-from worldmodels.train import fit, frame_batches, sequence_batches
+from worldmodels.runs.episodes import list_episodes, load_episode, load_frames
+from worldmodels.runs.rundir import RunDir
+from worldmodels.training.fit import fit
+from worldmodels.training.memory import sequence_batches
+from worldmodels.training.sequences import SequenceBatcher
+from worldmodels.training.vision import frame_batches
 
 
 class NullWriter:
@@ -129,7 +132,7 @@ def main() -> None:
 
     if args.run is None:
         run = RunDir(OUT / "catch-run")
-        collect(run, CollectConfig(env="envs.catch:Catch", episodes=args.episodes, workers=1,
+        collect(run, CollectConfig(env="worldmodels.envs.catch:Catch", episodes=args.episodes, workers=1,
                                    env_kwargs={"balls": 8}), progress=False)
     else:
         run = RunDir(args.run)

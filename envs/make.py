@@ -9,9 +9,9 @@ import os
 
 import gymnasium as gym
 
-from envs.pixels import PixelConfig, PixelObservation
-from envs.spaces import ActionSpec
-from worldmodels.errors import UserError
+from worldmodels.core.errors import UserError
+from worldmodels.envs.pixels import PixelConfig, PixelObservation
+from worldmodels.envs.spaces import ActionSpec
 
 # pygame-rendered envs (CarRacing) must never need a display.
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")

@@ -8,7 +8,7 @@ import cv2
 import gymnasium as gym
 import numpy as np
 
-from worldmodels.errors import UserError
+from worldmodels.core.errors import UserError
 
 # Environment ids with a known crop: CarRacing drops its dashboard (bottom 12 of 96 rows),
 # as Ha & Schmidhuber do.

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import gymnasium as gym
 import numpy as np
 
-from worldmodels.errors import UserError
+from worldmodels.core.errors import UserError
 
 if TYPE_CHECKING:  # torch is imported where models need it, so env-only processes start fast
     import torch

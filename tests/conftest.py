@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from worldmodels.collect import CollectConfig, collect
-from worldmodels.rundir import RunDir
+from worldmodels.collect.collector import CollectConfig, collect
+from worldmodels.runs.rundir import RunDir
 
 CATCH_EPISODES = 4
 
@@ -17,7 +17,7 @@ CATCH_EPISODES = 4
 def catch_run(tmp_path_factory) -> RunDir:
     """A run of 4 random Catch episodes (1 ball each, so ~15 steps). Read-only: copy it to modify."""
     run = RunDir(tmp_path_factory.mktemp("catch") / "run")
-    collect(run, CollectConfig(env="envs.catch:Catch", episodes=CATCH_EPISODES, workers=1,
+    collect(run, CollectConfig(env="worldmodels.envs.catch:Catch", episodes=CATCH_EPISODES, workers=1,
                                env_kwargs={"balls": 1}), progress=False)
     return run
 

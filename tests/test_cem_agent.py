@@ -17,21 +17,22 @@ import pytest
 import torch
 from torch import Tensor
 
-from agents import AGENTS, load_agent
-from agents.cem import CEMAgent, PlannerState, planner_config
-from agents.random import RandomAgent
-from envs.make import make_env
-from envs.point import RADIUS
-from envs.spaces import ActionSpec
+from worldmodels.agents import AGENTS, load_agent
+from worldmodels.agents.cem import CEMAgent, PlannerState, planner_config
+from worldmodels.agents.random import RandomAgent
 from worldmodels.cli import main
-from worldmodels.collect import CollectConfig, collect
-from worldmodels.errors import UserError
+from worldmodels.collect.collector import CollectConfig, collect
+from worldmodels.collect.driver import episode_seed, run_episode
+from worldmodels.core.errors import UserError
+from worldmodels.envs.make import make_env
+from worldmodels.envs.point import RADIUS
+from worldmodels.envs.spaces import ActionSpec
 from worldmodels.models import MDNRNN, VRNN, ConvVAE, MDNRNNConfig, VAEConfig, VRNNConfig
-from worldmodels.rollout import episode_seed, run_episode
-from worldmodels.rundir import RunDir
-from worldmodels.train import MemoryTrainConfig, VisionTrainConfig, train_memory, train_vision
+from worldmodels.runs.rundir import RunDir
+from worldmodels.training.memory import MemoryTrainConfig, train_memory
+from worldmodels.training.vision import VisionTrainConfig, train_vision
 
-POINT = "envs.point:PointMass"
+POINT = "worldmodels.envs.point:PointMass"
 GOAL = (0.5, 0.5)
 BOX2 = ActionSpec("box", 2, (-1.0, -1.0), (1.0, 1.0))
 SMALL = planner_config(horizon=6, candidates=100, iterations=3, elites=10)
@@ -137,7 +138,7 @@ def test_discrete_cem_on_catch_batched() -> None:
     memory = tiny_memory("mdn", action_dim=3, z_dim=8).eval()
     action = ActionSpec("discrete", 3)
     agent = CEMAgent(vision, memory, action, planner_config(horizon=4, candidates=30, iterations=2, elites=5))
-    env = make_env("envs.catch:Catch", max_steps=6, balls=1)
+    env = make_env("worldmodels.envs.catch:Catch", max_steps=6, balls=1)
     episode = run_episode(env, agent, seed=3)
     assert episode["action"].dtype == np.int64 and set(episode["action"].tolist()) <= {0, 1, 2}
     obs = np.stack([env.reset(seed=s)[0] for s in (1, 2)])
@@ -182,7 +183,7 @@ def tiny_point_run(tmp_path_factory) -> Path:
 
 
 def test_registered_and_loader_options(tiny_point_run) -> None:
-    assert AGENTS["cem"] == "agents.cem:cem"
+    assert AGENTS["cem"] == "worldmodels.agents.cem:cem"
     run = RunDir(tiny_point_run)
     agent = load_agent("cem", run, horizon=3, candidates=40, discount=0.9)
     config = agent.planner.optimizer.config

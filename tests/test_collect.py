@@ -11,14 +11,14 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from envs.spaces import ActionSpec
 from tests.conftest import CATCH_EPISODES
 from worldmodels.cli import main
-from worldmodels.collect import CollectConfig, collect
-from worldmodels.data import EPISODE_KEYS, episode_path, list_episodes, load_episode
-from worldmodels.rundir import RunDir
+from worldmodels.collect.collector import CollectConfig, collect
+from worldmodels.envs.spaces import ActionSpec
+from worldmodels.runs.episodes import EPISODE_KEYS, episode_path, list_episodes, load_episode
+from worldmodels.runs.rundir import RunDir
 
-CATCH = "envs.catch:Catch"
+CATCH = "worldmodels.envs.catch:Catch"
 WM = [sys.executable, "-m", "worldmodels.cli"]  # the `wm` command
 
 
@@ -71,7 +71,7 @@ def test_discrete_episodes_schema(catch_run):
 
 def test_box_episodes_schema(tmp_path):
     run = RunDir(tmp_path / "run")
-    collect(run, CollectConfig(env="envs.point:PointMass", episodes=2, max_steps=10, workers=1), progress=False)
+    collect(run, CollectConfig(env="worldmodels.envs.point:PointMass", episodes=2, max_steps=10, workers=1), progress=False)
     assert run.action_spec() == ActionSpec("box", 2, (-1.0, -1.0), (1.0, 1.0))
     for e in load_run(run):
         assert e["obs"].dtype == np.uint8 and e["obs"].shape == (11, 64, 64, 3)
@@ -159,7 +159,7 @@ def test_corrupt_episodes_are_reported_and_recollected(catch_run, catch_run_copy
 
 @pytest.mark.parametrize("args, message", [
     (["NoSuchEnv-v0"], "unknown environment 'NoSuchEnv-v0'"),
-    (["envs.catch:NoSuchEnv"], "has no attribute 'NoSuchEnv'"),
+    (["worldmodels.envs.catch:NoSuchEnv"], "has no attribute 'NoSuchEnv'"),
     (["no_such_module:Env"], "cannot import module 'no_such_module'"),
     ([CATCH, "--env-kwargs", "{balls: 3"], "--env-kwargs is not valid JSON"),
     ([CATCH, "--env-kwargs", '{"bals": 3}'], "cannot create"),
@@ -177,7 +177,7 @@ def test_user_errors_are_one_line_without_traceback(tmp_path, capsys, args, mess
 def test_a_different_env_on_an_existing_run_is_refused(catch_run_copy, capsys):
     run = catch_run_copy
     before = {p.name: p.read_bytes() for p in run.episodes.iterdir()}
-    for args in (["envs.point:PointMass"], [CATCH, "--env-kwargs", '{"balls": 2}'], [CATCH, "--frame-skip", "2"]):
+    for args in (["worldmodels.envs.point:PointMass"], [CATCH, "--env-kwargs", '{"balls": 2}'], [CATCH, "--frame-skip", "2"]):
         code, _, err = wm_collect(capsys, *args, "--run", str(run.root), "--episodes", "8")
         assert code != 0 and err.startswith("wm collect: error: ") and "different env" in err
         assert len(err.splitlines()) == 1

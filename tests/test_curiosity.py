@@ -9,20 +9,16 @@ import numpy as np
 import pytest
 import torch
 
-from envs.maze import Maze
-from envs.spaces import ActionSpec
 from worldmodels.cli import main
-from worldmodels.collect import CollectConfig, collect
-from worldmodels.curiosity import (
-    CuriosityWrapper,
-    Disagreement,
-    RunningNorm,
-    curiosity_vec_env,
-    make_intrinsic,
-)
-from worldmodels.explore import add_parser
+from worldmodels.collect.collector import CollectConfig, collect
+from worldmodels.curiosity.explore import add_parser
+from worldmodels.curiosity.normalize import RunningNorm
+from worldmodels.curiosity.online import CuriosityWrapper, curiosity_vec_env
+from worldmodels.curiosity.rewards import Disagreement, make_intrinsic
+from worldmodels.envs.maze import Maze
+from worldmodels.envs.spaces import ActionSpec
 from worldmodels.models import MDNRNN, VRNN, MDNRNNConfig, VRNNConfig
-from worldmodels.rundir import RunDir
+from worldmodels.runs.rundir import RunDir
 
 Z, A = 8, 3
 
@@ -150,7 +146,7 @@ def wm_explore(*args: str) -> None:
 
 def test_wm_explore_end_to_end_resumes_and_curious_collects(tmp_path):
     run = RunDir(tmp_path / "run")
-    collect(run, CollectConfig(env="envs.maze:Maze", episodes=3, max_steps=15, workers=1,
+    collect(run, CollectConfig(env="worldmodels.envs.maze:Maze", episodes=3, max_steps=15, workers=1,
                                env_kwargs={"cells": 3}), progress=False)
     wm_explore("--run", str(run.root), *EXPLORE)
     history = json.loads((run.root / "explore" / "history.json").read_text())
@@ -163,7 +159,7 @@ def test_wm_explore_end_to_end_resumes_and_curious_collects(tmp_path):
     stamp = (run.root / "explore" / "history.json").stat().st_mtime_ns
     wm_explore("--run", str(run.root), *EXPLORE)  # resumable: nothing more to do
     assert (run.root / "explore" / "history.json").stat().st_mtime_ns == stamp
-    assert main(["collect", "envs.maze:Maze", "--run", str(run.root), "--episodes", "9", "--max-steps", "15",
+    assert main(["collect", "worldmodels.envs.maze:Maze", "--run", str(run.root), "--episodes", "9", "--max-steps", "15",
                  "--workers", "1", "--policy", "curious", "--env-kwargs", '{"cells": 3}']) == 0
     assert len(list(run.episodes.glob("*.npz"))) == 9
     assert json.loads(run.meta_path.read_text())["collections"][-1]["policy"] == "curious"

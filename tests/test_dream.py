@@ -20,14 +20,15 @@ import torch
 from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
-from agents.controller import ControllerSpec
-from envs.make import make_raw_env
-from envs.spaces import ActionSpec
 from worldmodels.cli import main
-from worldmodels.dream import BatchedDream, DreamConfig, DreamEnv, dream_vec_env, rollout_population
+from worldmodels.dream.env import DreamEnv, dream_vec_env
+from worldmodels.dream.imagine import BatchedDream, DreamConfig, rollout_population
+from worldmodels.envs.make import make_raw_env
+from worldmodels.envs.spaces import ActionSpec
+from worldmodels.models.controller import ControllerSpec
 from worldmodels.models.mdnrnn import MDNRNN, GaussianMixture, MDNRNNConfig
 from worldmodels.models.memory import Prediction, State
-from worldmodels.rundir import RunDir
+from worldmodels.runs.rundir import RunDir
 
 CARRACING = ActionSpec("box", 3, (-1.0, 0.0, 0.0), (1.0, 1.0, 1.0))  # steer, gas, brake
 TINY_TRAIN = ["--epochs", "1", "--hidden-size", "32", "--seq-len", "8", "--batch-size", "16"]
@@ -39,7 +40,7 @@ def build_trained_catch(tmp_path_factory) -> Path:
     """Once per session: 4 Catch episodes (1 ball), a 1-epoch VAE, an h=32 MDN-RNN, a 1-generation controller."""
     if "catch" not in _BUILT:
         root = tmp_path_factory.mktemp("trained-catch") / "run"
-        for argv in (["collect", "envs.catch:Catch", "--episodes", "4", "--workers", "1",
+        for argv in (["collect", "worldmodels.envs.catch:Catch", "--episodes", "4", "--workers", "1",
                       "--env-kwargs", '{"balls": 1}'],
                      ["train", *TINY_TRAIN],
                      ["dream", "--generations", "1", *TINY_CMA]):
@@ -105,7 +106,7 @@ def random_dream(action: ActionSpec, config: DreamConfig | None = None, seed: in
 # --- DreamEnv and DreamVecEnv ---------------------------------------------------------------
 
 @pytest.mark.filterwarnings("ignore:.*Box observation space m")  # latents are unbounded
-@pytest.mark.parametrize("env", ["envs.point:PointMass", "envs.catch:Catch"])
+@pytest.mark.parametrize("env", ["worldmodels.envs.point:PointMass", "worldmodels.envs.catch:Catch"])
 def test_dream_env_passes_the_gymnasium_and_sb3_checkers(env):
     action = ActionSpec.from_space(make_raw_env(env).action_space)
     dream_env = DreamEnv(random_dream(action))
@@ -229,10 +230,12 @@ def test_dreams_that_end_stop_earning():
 
 def test_cma_es_improves_the_dream_return(trained_catch, tmp_path, monkeypatch):
     """On Catch's action space with a dream that pays 1 per step for action 2 (max 20 per dream)."""
-    import worldmodels.evolution
+    import worldmodels.dream.cma
+    from worldmodels.runs.artifacts import WorldModel, load_vision
 
     run = copy_run(trained_catch, tmp_path)
-    monkeypatch.setattr(worldmodels.evolution, "load_memory", lambda *args: ActionMemory(z_dim=32, action_dim=3))
+    monkeypatch.setattr(worldmodels.dream.cma, "load_world_model",
+                        lambda run, device: WorldModel(load_vision(run), ActionMemory(z_dim=32, action_dim=3)))
     assert main(["dream", "--run", str(run.root), "--no-resume", "--generations", "6", "--population", "16",
                  "--rollouts", "2", "--dream-steps", "20", "--real-every", "0", "--sigma0", "0.5"]) == 0
     fitness = [g["mean"] for g in json.loads((run.controller / "history.json").read_text())["generations"]]

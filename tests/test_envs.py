@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from envs import ActionSpec, PixelConfig, make_env, parse_kwargs, process_frame
-from envs.point import PointMass
-from worldmodels.errors import UserError
+from worldmodels.core.errors import UserError
+from worldmodels.envs import ActionSpec, PixelConfig, make_env, parse_kwargs, process_frame
+from worldmodels.envs.point import PointMass
 
 
 def assert_pixel_obs(obs: np.ndarray) -> None:
@@ -38,7 +38,7 @@ def test_carracing_discrete_variant_through_kwargs():
 
 
 def test_catch_is_discrete_and_terminates_after_its_balls():
-    env = make_env("envs.catch:Catch", balls=2)
+    env = make_env("worldmodels.envs.catch:Catch", balls=2)
     spec = ActionSpec.from_space(env.action_space)
     assert spec == ActionSpec("discrete", 3)
     obs, _ = env.reset(seed=1)
@@ -53,7 +53,7 @@ def test_catch_is_discrete_and_terminates_after_its_balls():
 
 
 def test_point_mass_frames_come_from_render():
-    env = make_env("envs.point:PointMass")
+    env = make_env("worldmodels.envs.point:PointMass")
     assert ActionSpec.from_space(env.action_space).kind == "box"
     obs, info = env.reset(seed=0, options={"position": [0.25, 0.5], "goal": [0.8, 0.8]})
     assert_pixel_obs(obs)
@@ -78,8 +78,8 @@ def test_crop_is_top_bottom_left_right():
 
 def test_frame_skip_sums_rewards_and_repeats_the_action():
     action = np.array([0.5, -0.25], np.float32)
-    skipped = make_env("envs.point:PointMass", pixels=PixelConfig(frame_skip=3))
-    plain = make_env("envs.point:PointMass")
+    skipped = make_env("worldmodels.envs.point:PointMass", pixels=PixelConfig(frame_skip=3))
+    plain = make_env("worldmodels.envs.point:PointMass")
     skipped.reset(seed=3)
     plain.reset(seed=3)
     obs, reward, *_ = skipped.step(action)
@@ -89,14 +89,14 @@ def test_frame_skip_sums_rewards_and_repeats_the_action():
 
 
 def test_frame_skip_stops_at_the_end_of_an_episode():
-    env = make_env("envs.catch:Catch", pixels=PixelConfig(frame_skip=100), balls=1)
+    env = make_env("worldmodels.envs.catch:Catch", pixels=PixelConfig(frame_skip=100), balls=1)
     env.reset(seed=0)
     _, reward, terminated, *_ = env.step(0)
     assert terminated and reward in (-1.0, 1.0)
 
 
 def test_max_steps_truncates():
-    env = make_env("envs.catch:Catch", max_steps=5, balls=10)
+    env = make_env("worldmodels.envs.catch:Catch", max_steps=5, balls=10)
     env.reset(seed=0)
     ends = [env.step(0)[2:4] for _ in range(5)]
     assert ends[-1] == (False, True) and all(e == (False, False) for e in ends[:-1])
@@ -121,9 +121,9 @@ def test_unsupported_action_spaces_are_user_errors(space):
 
 @pytest.mark.parametrize("spec, kwargs, message", [
     ("NoSuchEnv-v0", {}, "unknown environment"),
-    ("envs.catch:Nope", {}, "no attribute"),
+    ("worldmodels.envs.catch:Nope", {}, "no attribute"),
     ("no_such_module:Env", {}, "cannot import"),
-    ("envs.catch:Catch", {"nope": 1}, "cannot create"),
+    ("worldmodels.envs.catch:Catch", {"nope": 1}, "cannot create"),
     ("CarRacing-v3", {"nope": 1}, "cannot create"),
     ("CartPole-v1", {"render_mode": None}, "not an RGB image"),
 ])

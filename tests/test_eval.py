@@ -13,9 +13,9 @@ import pytest
 
 from tests.test_dream import build_trained_catch, copy_run, wm_error
 from worldmodels.cli import main
-from worldmodels.evaluate import evaluate
-from worldmodels.rollout import episode_seed
-from worldmodels.rundir import RunDir
+from worldmodels.collect.driver import episode_seed
+from worldmodels.evaluation.evaluate import evaluate
+from worldmodels.runs.rundir import RunDir
 
 
 @pytest.fixture
@@ -31,7 +31,7 @@ def test_results_json_schema(trained_catch, tmp_path):
     results = json.loads((run.eval / "results.json").read_text())
     assert results == json.loads((run.eval / "controller.json").read_text())
     assert results["agent"] == "controller" and results["checkpoint"] == str(run.controller)
-    assert results["env"] == "envs.catch:Catch" and results["episodes"] == 3 and results["seed"] == 5
+    assert results["env"] == "worldmodels.envs.catch:Catch" and results["episodes"] == 3 and results["seed"] == 5
     returns = np.array(results["returns"])
     assert len(returns) == len(results["lengths"]) == 3
     assert results["mean"] == pytest.approx(returns.mean()) and results["std"] == pytest.approx(returns.std())
@@ -44,7 +44,7 @@ def test_results_json_schema(trained_catch, tmp_path):
 def point_run(tmp_path_factory) -> RunDir:
     """A collected PointMass run (Box actions, returns that vary continuously with every action)."""
     root = tmp_path_factory.mktemp("point") / "run"
-    assert main(["collect", "envs.point:PointMass", "--run", str(root), "--episodes", "1", "--max-steps", "10",
+    assert main(["collect", "worldmodels.envs.point:PointMass", "--run", str(root), "--episodes", "1", "--max-steps", "10",
                  "--workers", "1"]) == 0
     return RunDir(root)
 

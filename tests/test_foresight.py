@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 import torch
 
-from envs.make import make_env
-from envs.point import PointMass
 from tests import test_cem_agent
 from tests.test_cem_agent import BOX2, POINT, DotVision, planner_config
-from worldmodels.errors import UserError
-from worldmodels.foresight import GoalCost, add_parser, predicted_latents, visual_foresight
-from worldmodels.rundir import RunDir
+from worldmodels.core.errors import UserError
+from worldmodels.envs.make import make_env
+from worldmodels.envs.point import PointMass
+from worldmodels.planning.foresight import GoalCost, add_parser, predicted_latents, visual_foresight
+from worldmodels.runs.rundir import RunDir
 
 PLANNER = planner_config(horizon=6, candidates=100, iterations=3, elites=10)
 point_models = test_cem_agent.point_models  # session fixtures, shared with the CEM agent tests

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from worldmodels.cli import main
-from worldmodels.data import list_episodes
-from worldmodels.rundir import RunDir
+from worldmodels.runs.episodes import list_episodes
+from worldmodels.runs.rundir import RunDir
 
 
 def check_smoke_run(run: RunDir, env: str, out: str) -> dict:
@@ -43,8 +43,8 @@ def check_smoke_run(run: RunDir, env: str, out: str) -> dict:
 
 def test_smoke_pipeline_on_catch(tmp_path: Path, capsys):
     run = RunDir(tmp_path / "catch")
-    assert main(["run", "envs.catch:Catch", "--run", str(run.root), "--preset", "smoke", "--workers", "1"]) == 0
-    check_smoke_run(run, "envs.catch:Catch", capsys.readouterr().out)
+    assert main(["run", "worldmodels.envs.catch:Catch", "--run", str(run.root), "--preset", "smoke", "--workers", "1"]) == 0
+    check_smoke_run(run, "worldmodels.envs.catch:Catch", capsys.readouterr().out)
     assert json.loads((run.root / "run.json").read_text())["env"]["action_space"]["kind"] == "discrete"
 
 
@@ -58,6 +58,6 @@ def test_smoke_pipeline_on_carracing(tmp_path: Path, capsys):
 
 
 def test_unknown_preset_is_a_one_line_error(tmp_path: Path, capsys):
-    assert main(["run", "envs.catch:Catch", "--run", str(tmp_path / "run"), "--preset", "huge"]) != 0
+    assert main(["run", "worldmodels.envs.catch:Catch", "--run", str(tmp_path / "run"), "--preset", "huge"]) != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["wm run: error: unknown preset 'huge'; choose one of smoke, laptop, gpu, paper"]

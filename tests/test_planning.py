@@ -11,10 +11,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from worldmodels.errors import UserError
+from worldmodels.core.errors import UserError
 from worldmodels.models.mdnrnn import MDNRNN, MDNRNNConfig
 from worldmodels.models.memory import Memory, Prediction, State
-from worldmodels.planning import CEMConfig, CEMOptimizer, MPCPlanner, colored_noise, latent_returns
+from worldmodels.planning.mpc import MPCPlanner, latent_returns
+from worldmodels.planning.optimizers import CEMConfig, CEMOptimizer, colored_noise
 
 METHODS = ["cem", "icem", "mppi"]
 SMALL = dict(horizon=5, candidates=300, elites=30, iterations=10)

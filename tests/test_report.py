@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from worldmodels.cli import main
-from worldmodels.evaluate import write_mp4
-from worldmodels.report import LITERATURE, write_report
-from worldmodels.rundir import RunDir, atomic_write_json
+from worldmodels.evaluation.video import write_mp4
+from worldmodels.report.page import LITERATURE, write_report
+from worldmodels.runs.rundir import RunDir, atomic_write_json
 
 
 def fake_results(root, env="CarRacing-v3"):
@@ -47,7 +47,7 @@ def test_report_marks_literature_apart_from_measured(tmp_path):
 
 
 def test_report_on_custom_env_has_no_literature_rows(tmp_path):
-    run = fake_results(tmp_path / "run", env="envs.catch:Catch")
+    run = fake_results(tmp_path / "run", env="worldmodels.envs.catch:Catch")
     assert 'class="literature"' not in write_report(run).read_text()
 
 

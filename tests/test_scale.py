@@ -14,14 +14,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from envs.catch import Catch
 from worldmodels.cli import main
-from worldmodels.collect import CollectConfig, collect
-from worldmodels.data import list_episodes
-from worldmodels.errors import UserError
-from worldmodels.evaluate import evaluate
-from worldmodels.executor import make_executor
-from worldmodels.rundir import RunDir
+from worldmodels.collect.collector import CollectConfig, collect
+from worldmodels.core.errors import UserError
+from worldmodels.core.executor import make_executor
+from worldmodels.envs.catch import Catch
+from worldmodels.evaluation.evaluate import evaluate
+from worldmodels.runs.episodes import list_episodes
+from worldmodels.runs.rundir import RunDir
 
 CRASHY = "tests.test_scale:CrashOnceCatch"
 
@@ -73,7 +73,7 @@ def test_ray_collect_gives_the_local_backends_episodes(tmp_path, ray_cluster):
     runs = {}
     for backend, workers in (("local", 1), ("ray", 2)):
         runs[backend] = RunDir(tmp_path / backend)
-        summary = collect(runs[backend], CollectConfig(env="envs.catch:Catch", episodes=6, workers=workers, seed=3,
+        summary = collect(runs[backend], CollectConfig(env="worldmodels.envs.catch:Catch", episodes=6, workers=workers, seed=3,
                                                        env_kwargs={"balls": 2}, backend=backend), progress=False)
         assert summary["episodes"] == summary["collected"] == 6
     local, ray = episode_contents(runs["local"]), episode_contents(runs["ray"])
@@ -102,7 +102,7 @@ def test_a_worker_killed_mid_episode_has_its_episode_rerun(tmp_path, ray_cluster
 
 def test_ray_eval_scores_what_local_eval_scores(tmp_path, ray_cluster):
     run = RunDir(tmp_path / "run")
-    collect(run, CollectConfig(env="envs.catch:Catch", episodes=1, workers=1, env_kwargs={"balls": 2}), progress=False)
+    collect(run, CollectConfig(env="worldmodels.envs.catch:Catch", episodes=1, workers=1, env_kwargs={"balls": 2}), progress=False)
     local = evaluate(run, "random", episodes=5, workers=1, seed=11, progress=False, write=False)
     ray = evaluate(run, "random", episodes=5, workers=2, seed=11, progress=False, write=False, backend="ray")
     for key in ("returns", "lengths", "seeds", "mean", "std"):
@@ -113,7 +113,7 @@ def test_without_ray_the_backend_is_a_clear_user_error(tmp_path, monkeypatch, ca
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now fails as if not installed
     with pytest.raises(UserError, match=r"pip install 'worldmodels\[ray\]'"):
         make_executor("ray", 2, print)
-    code = main(["collect", "envs.catch:Catch", "--run", str(tmp_path / "run"), "--episodes", "1",
+    code = main(["collect", "worldmodels.envs.catch:Catch", "--run", str(tmp_path / "run"), "--episodes", "1",
                  "--backend", "ray"])
     assert code == 2
     err = capsys.readouterr().err
@@ -137,7 +137,7 @@ def _train_rank(rank: int, world: int, port: int, root: str, config) -> None:
     import torch
     import torch.distributed as dist
 
-    from worldmodels.train import train_memory
+    from worldmodels.training.memory import train_memory
 
     os.environ.update(WORLD_SIZE=str(world), RANK=str(rank), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port))
@@ -161,10 +161,10 @@ def weights(stage: Path) -> dict:
 @pytest.fixture(scope="module")
 def encoded_run(tmp_path_factory) -> Path:
     """8 Catch episodes (15 steps) with a ConvVAE (1 epoch) and their latents; read-only."""
-    from worldmodels.train import VisionTrainConfig, train_vision
+    from worldmodels.training.vision import VisionTrainConfig, train_vision
 
     run = RunDir(tmp_path_factory.mktemp("ddp") / "run")
-    collect(run, CollectConfig(env="envs.catch:Catch", episodes=8, workers=1, env_kwargs={"balls": 1}), progress=False)
+    collect(run, CollectConfig(env="worldmodels.envs.catch:Catch", episodes=8, workers=1, env_kwargs={"balls": 1}), progress=False)
     train_vision(run, VisionTrainConfig(epochs=1, batch_size=32, device="cpu"), progress=False)
     return run.root
 
@@ -172,7 +172,7 @@ def encoded_run(tmp_path_factory) -> Path:
 def test_two_ddp_processes_train_what_one_process_trains(encoded_run, tmp_path):
     import torch
 
-    from worldmodels.train import MemoryTrainConfig, train_memory
+    from worldmodels.training.memory import MemoryTrainConfig, train_memory
 
     # Windows of 12 steps in 15-step episodes: every step is real (mask 1), so the mean loss of two
     # half batches is the mean loss of the whole batch, and so are the averaged gradients.
@@ -198,7 +198,7 @@ def test_two_ddp_processes_train_what_one_process_trains(encoded_run, tmp_path):
 def test_each_rank_takes_its_slice_of_the_global_batch(monkeypatch):
     import torch
 
-    from worldmodels import distributed
+    from worldmodels.training import distributed
 
     batch = {"x": torch.arange(8), "y": torch.arange(8) * 10}
     assert distributed.shard(batch) is batch  # one process: the whole batch

@@ -12,21 +12,24 @@ import numpy as np
 import pytest
 import torch
 
-from worldmodels.checkpoint import build, load_memory, load_vision, read_config, save_weights, write_config
 from worldmodels.cli import main
-from worldmodels.collect import CollectConfig, collect
-from worldmodels.data import list_episodes
-from worldmodels.errors import UserError
+from worldmodels.collect.collector import CollectConfig, collect
+from worldmodels.core.errors import UserError
 from worldmodels.models import ConvVAE, VAEConfig
-from worldmodels.rundir import RunDir
-from worldmodels.train import (
-    MemoryTrainConfig,
-    VisionTrainConfig,
-    encode_latents,
-    split_episodes,
-    train_memory,
-    train_vision,
+from worldmodels.runs.artifacts import (
+    build,
+    load_memory,
+    load_vision,
+    read_config,
+    save_weights,
+    write_config,
 )
+from worldmodels.runs.episodes import list_episodes
+from worldmodels.runs.rundir import RunDir
+from worldmodels.training.fit import split_episodes
+from worldmodels.training.latents import encode_latents
+from worldmodels.training.memory import MemoryTrainConfig, train_memory
+from worldmodels.training.vision import VisionTrainConfig, train_vision
 
 EPISODES = 12
 # Mechanics, not capacity: a small memory model on short windows.
@@ -37,7 +40,7 @@ MEMORY_FLAGS = ["--hidden-size", "32", "--seq-len", "12", "--batch-size", "16"]
 def catch_run(tmp_path_factory) -> Path:
     """A collected Catch run (12 random-policy episodes), never modified: copy it with ``copy_run``."""
     root = tmp_path_factory.mktemp("catch") / "run"
-    collect(RunDir(root), CollectConfig(env="envs.catch:Catch", episodes=EPISODES, workers=1), progress=False)
+    collect(RunDir(root), CollectConfig(env="worldmodels.envs.catch:Catch", episodes=EPISODES, workers=1), progress=False)
     return root
 
 
@@ -263,7 +266,7 @@ def test_memory_retrains_on_newly_collected_episodes(trained_run, tmp_path, caps
     before = summary(run.memory)
     assert wm("memory", "--run", run.root, *MEMORY_FLAGS, "--epochs", "3") == 0
     assert "nothing to do" in capsys.readouterr().out  # same episodes, same epochs
-    collect(run, CollectConfig(env="envs.catch:Catch", episodes=EPISODES + 2, workers=1), progress=False)
+    collect(run, CollectConfig(env="worldmodels.envs.catch:Catch", episodes=EPISODES + 2, workers=1), progress=False)
     assert wm("memory", "--run", run.root, *MEMORY_FLAGS, "--epochs", "4") == 0
     out = capsys.readouterr().out
     assert "the training data changed" in out and "early stopping restarts" in out
@@ -273,7 +276,7 @@ def test_memory_retrains_on_newly_collected_episodes(trained_run, tmp_path, caps
 
 
 def test_reward_smoothing_spreads_spikes_and_keeps_the_return():
-    from worldmodels.train import smooth_rewards
+    from worldmodels.training.latents import smooth_rewards
 
     reward = np.array([0, 0, 0, 3, 0, 0, -1, 0], np.float32)
     smooth = smooth_rewards(reward, 3)

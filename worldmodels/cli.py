@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from worldmodels.errors import UserError
+from worldmodels.core.errors import UserError
 
 
 def _crop(text: str) -> tuple[int, int, int, int]:
@@ -54,9 +54,9 @@ def add_collect(sub) -> None:
 
 
 def cmd_collect(args) -> None:
-    from envs.make import parse_kwargs
-    from worldmodels.collect import CollectConfig, collect
-    from worldmodels.rundir import RunDir
+    from worldmodels.collect.collector import CollectConfig, collect
+    from worldmodels.envs.make import parse_kwargs
+    from worldmodels.runs.rundir import RunDir
 
     config = CollectConfig(env=args.env, episodes=args.episodes, max_steps=args.max_steps, workers=args.workers,
                            policy=args.policy, seed=args.seed, env_kwargs=parse_kwargs(args.env_kwargs),
@@ -95,8 +95,9 @@ def add_train(sub) -> None:
 
 
 def cmd_train(args) -> None:
-    from worldmodels.rundir import RunDir
-    from worldmodels.train import MemoryTrainConfig, VisionTrainConfig, train_memory, train_vision
+    from worldmodels.runs.rundir import RunDir
+    from worldmodels.training.memory import MemoryTrainConfig, train_memory
+    from worldmodels.training.vision import VisionTrainConfig, train_vision
 
     run = RunDir(args.run)
     run.read_meta()
@@ -151,12 +152,12 @@ def add_dream(sub) -> None:
 
 
 def cmd_dream(args) -> None:
-    from worldmodels.rundir import RunDir
+    from worldmodels.runs.rundir import RunDir
 
     run = RunDir(args.run)
     run.read_meta()
     if args.algo == "cma":
-        from worldmodels.evolution import CMAConfig, train_cma
+        from worldmodels.dream.cma import CMAConfig, train_cma
 
         if not args.resume:
             for name in ("cma_state.pkl", "history.json", "params.npz", "config.json"):
@@ -176,7 +177,7 @@ def cmd_dream(args) -> None:
             line += f"; best real-env check {best['mean']:.1f} +- {best['std']:.1f} (generation {best['generation']})"
         print(f"{line} -> {run.controller}")
     else:
-        from worldmodels.sb3 import SB3Config, sb3_path, train_sb3
+        from worldmodels.dream.sb3 import SB3Config, sb3_path, train_sb3
 
         if not args.resume and sb3_path(run, args.algo).exists():
             sb3_path(run, args.algo).unlink()
@@ -189,7 +190,7 @@ def cmd_dream(args) -> None:
 
 
 def add_eval(sub) -> None:
-    from agents import AGENTS
+    from worldmodels.agents import AGENTS
 
     p = sub.add_parser("eval", help="score an agent in the real env",
                        description="Run an agent in the real env (as recorded in run.json) for N seeded episodes "
@@ -208,8 +209,8 @@ def add_eval(sub) -> None:
 
 
 def cmd_eval(args) -> None:
-    from worldmodels.evaluate import evaluate
-    from worldmodels.rundir import RunDir
+    from worldmodels.evaluation.evaluate import evaluate
+    from worldmodels.runs.rundir import RunDir
 
     run = RunDir(args.run)
     options = {k: getattr(args, k) for k in ("algo", "horizon", "candidates", "iterations", "elites", "method")
@@ -238,7 +239,7 @@ def add_run(sub) -> None:
 
 def cmd_run(args) -> None:
     from worldmodels.pipeline import run_pipeline
-    from worldmodels.rundir import RunDir
+    from worldmodels.runs.rundir import RunDir
 
     run = RunDir(args.run)
     s = run_pipeline(args.env, run, args.preset, workers=args.workers, device=args.device, seed=args.seed)
@@ -260,8 +261,8 @@ def add_report(sub) -> None:
 
 
 def cmd_report(args) -> None:
-    from worldmodels.report import write_report
-    from worldmodels.rundir import RunDir
+    from worldmodels.report.page import write_report
+    from worldmodels.runs.rundir import RunDir
 
     print(f"report: {write_report(RunDir(args.run), args.out)}")
 
@@ -276,8 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_eval(sub)
     add_run(sub)
     add_report(sub)
-    from worldmodels.explore import add_parser as add_explore
-    from worldmodels.foresight import add_parser as add_foresight
+    from worldmodels.curiosity.explore import add_parser as add_explore
+    from worldmodels.planning.foresight import add_parser as add_foresight
 
     add_explore(sub)
     add_foresight(sub)

@@ -14,11 +14,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field, replace
 
-from worldmodels.collect import CollectConfig, collect
-from worldmodels.evaluate import evaluate
-from worldmodels.evolution import CMAConfig, train_cma
-from worldmodels.rundir import RunDir, atomic_write_json
-from worldmodels.train import MemoryTrainConfig, VisionTrainConfig, train_memory, train_vision
+from worldmodels.collect.collector import CollectConfig, collect
+from worldmodels.dream.cma import CMAConfig, train_cma
+from worldmodels.evaluation.evaluate import evaluate
+from worldmodels.runs.rundir import RunDir, atomic_write_json
+from worldmodels.training.memory import MemoryTrainConfig, train_memory
+from worldmodels.training.vision import VisionTrainConfig, train_vision
 
 
 @dataclass
@@ -86,7 +87,7 @@ def presets(env: str) -> dict[str, Preset]:
 def run_pipeline(env: str, run: RunDir, preset_name: str, workers: int | None = None, device: str = "auto",
                  seed: int = 0, progress: bool = True) -> dict:
     """Run (or resume) every stage of ``preset_name``; returns and saves ``RUN/pipeline.json``."""
-    from worldmodels.errors import UserError
+    from worldmodels.core.errors import UserError
 
     table = presets(env)
     if preset_name not in table:

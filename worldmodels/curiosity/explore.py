@@ -27,8 +27,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from worldmodels.errors import UserError
-from worldmodels.rundir import RunDir, atomic_save_npz, atomic_write_json
+from worldmodels.core.errors import UserError
+from worldmodels.runs.artifacts import load_world_model
+from worldmodels.runs.rundir import RunDir, atomic_save_npz, atomic_write_json
 
 
 @dataclass
@@ -93,8 +94,8 @@ def optimise_explorer(run: RunDir, config: ExploreConfig, vision, memory, model,
     warnings.filterwarnings("ignore", message="Could not import matplotlib")
     import cma
 
-    from agents.controller import ControllerSpec
-    from worldmodels.dream import BatchedDream, DreamConfig, initial_latents
+    from worldmodels.dream.imagine import BatchedDream, DreamConfig, initial_latents
+    from worldmodels.models.controller import ControllerSpec
 
     action = run.action_spec()
     spec = ControllerSpec.for_run(memory.z_dim, memory.hidden_size, action)
@@ -125,9 +126,9 @@ def optimise_explorer(run: RunDir, config: ExploreConfig, vision, memory, model,
 
 def collect_round(run: RunDir, indices: list[int], seed: int, directory, device) -> None:
     """Collect episodes ``indices`` with the ``curious`` agent; ground-truth states to ``positions/``."""
-    from agents import load_agent
-    from worldmodels.data import episode_path, list_episodes, save_episode
-    from worldmodels.rollout import episode_seed
+    from worldmodels.agents import load_agent
+    from worldmodels.collect.driver import episode_seed
+    from worldmodels.runs.episodes import episode_path, list_episodes, save_episode
 
     existing = list_episodes(run.episodes)
     todo = [i for i in indices if i not in existing]
@@ -179,11 +180,12 @@ def explore(run: RunDir, config: ExploreConfig, progress: bool = True) -> dict:
     """Run (or resume) ``config.rounds`` rounds; returns the history (also ``RUN/explore/history.json``)."""
     from torch.utils.tensorboard import SummaryWriter
 
-    from worldmodels.checkpoint import load_memory, load_vision
-    from worldmodels.curiosity import KINDS, fit, make_intrinsic, run_transitions
-    from worldmodels.data import list_episodes
-    from worldmodels.device import pick_device
-    from worldmodels.train import MemoryTrainConfig, VisionTrainConfig, train_memory, train_vision
+    from worldmodels.core.device import pick_device
+    from worldmodels.curiosity.rewards import KINDS, make_intrinsic
+    from worldmodels.curiosity.transitions import fit_intrinsic, run_transitions
+    from worldmodels.runs.episodes import list_episodes
+    from worldmodels.training.memory import MemoryTrainConfig, train_memory
+    from worldmodels.training.vision import VisionTrainConfig, train_vision
 
     if config.intrinsic not in KINDS:
         raise UserError(f"unknown intrinsic reward {config.intrinsic!r}; choose one of {', '.join(KINDS)}")
@@ -216,10 +218,9 @@ def explore(run: RunDir, config: ExploreConfig, progress: bool = True) -> dict:
             kind=config.memory, epochs=config.memory_epochs + r * config.round_memory_epochs,
             batch_size=config.batch_size, seq_len=config.seq_len, hidden_size=config.hidden_size, **common),
             progress=progress)
-        vision = load_vision(run, device)
-        memory = load_memory(run, device, vision)
+        vision, memory = load_world_model(run, device)
         model = make_intrinsic(config.intrinsic, memory, device, action=run.action_spec())
-        losses = {} if config.intrinsic == "surprise" else fit(
+        losses = {} if config.intrinsic == "surprise" else fit_intrinsic(
             model, run_transitions(run, memory, device), steps=config.curiosity_steps, seed=config.seed + r)
         saved = directory / "config.json"
         if saved.exists() and json.loads(saved.read_text()).get("round") == r + 1:

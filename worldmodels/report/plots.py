@@ -1,4 +1,5 @@
-"""Small PNG charts drawn with OpenCV (no plotting dependency): line plots and histograms."""
+"""Small PNG charts drawn with OpenCV (no plotting dependency): line plots and histograms.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import cv2
 import numpy as np
 
 COLORS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75)]
+
+
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 

@@ -1,4 +1,5 @@
-"""``wm eval``: any agent in the real env for N seeded episodes on W workers."""
+"""``wm eval``: any agent in the real env for N seeded episodes on W workers.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ import time
 import numpy as np
 from tqdm.auto import tqdm
 
-from agents import load_agent
-from worldmodels.executor import default_workers, make_executor
-from worldmodels.rollout import episode_seed, run_episode
-from worldmodels.rundir import RunDir, atomic_write_json
+from worldmodels.agents import load_agent
+from worldmodels.collect.driver import episode_seed, run_episode
+from worldmodels.core.executor import default_workers, make_executor
+from worldmodels.evaluation.video import write_videos
+from worldmodels.runs.rundir import RunDir, atomic_write_json
 
 _WORKER: dict = {}
 
@@ -99,44 +101,3 @@ def _checkpoint(run: RunDir, agent: str, options: dict) -> str | None:
     if agent in ("controller", "noisy-controller", "sb3"):
         return str(run.controller)
     return f"{run.vision}, {run.memory}"
-
-
-def write_videos(run: RunDir, agent: str, extremes: dict) -> dict[str, str]:
-    """mp4 per extreme episode: the real frame, and beside it the VAE's reconstruction when trained."""
-    import torch
-
-    vision = None
-    if (run.vision / "best.pt").exists():
-        from worldmodels.checkpoint import load_vision
-
-        vision = load_vision(run, "cpu")
-    out = {}
-    for name, (_, frames) in extremes.items():
-        panels = [frames]
-        if vision is not None:
-            with torch.no_grad():
-                recon = [vision.decode(vision.encode(torch.from_numpy(frames[i:i + 256]))[0])
-                         for i in range(0, len(frames), 256)]
-            panels.append((torch.cat(recon).permute(0, 2, 3, 1).clamp(0, 1) * 255).round().byte().numpy())
-        video = np.concatenate(panels, axis=2)
-        path = run.eval / f"{agent}_{name}.mp4"
-        write_mp4(path, video)
-        out[name] = str(path)
-    return out
-
-
-def write_mp4(path, frames: np.ndarray, fps: int = 30, scale: int = 4) -> None:
-    """RGB frames ``[T, H, W, 3]`` uint8 -> an mp4 (upscaled ``scale`` x, nearest neighbour)."""
-    import os
-
-    import cv2
-
-    t, h, w, _ = frames.shape
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.mp4")
-    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w * scale, h * scale))
-    for frame in frames:
-        big = cv2.resize(frame, (w * scale, h * scale), interpolation=cv2.INTER_NEAREST)
-        writer.write(cv2.cvtColor(big, cv2.COLOR_RGB2BGR))
-    writer.release()
-    os.replace(tmp, path)

@@ -14,14 +14,14 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from envs.make import make_env
-from envs.pixels import PixelConfig
-from envs.spaces import ActionSpec
-from worldmodels.data import CorruptEpisode, episode_path, list_episodes, quick_check, save_episode
-from worldmodels.errors import UserError
-from worldmodels.executor import default_workers, make_executor
-from worldmodels.rollout import episode_seed, run_episode
-from worldmodels.rundir import RunDir, versions
+from worldmodels.collect.driver import episode_seed, run_episode
+from worldmodels.core.errors import UserError
+from worldmodels.core.executor import default_workers, make_executor
+from worldmodels.envs.make import make_env
+from worldmodels.envs.pixels import PixelConfig
+from worldmodels.envs.spaces import ActionSpec
+from worldmodels.runs.episodes import CorruptEpisode, episode_path, list_episodes, quick_check, save_episode
+from worldmodels.runs.rundir import RunDir, versions
 
 
 @dataclass
@@ -68,7 +68,7 @@ _WORKER: dict = {}
 
 
 def _init_worker(root: str, policy: str, device: str, max_steps: int | None) -> None:
-    from agents import load_agent
+    from worldmodels.agents import load_agent
 
     run = RunDir(root)
     _WORKER["env"] = run.make_env(max_steps=max_steps)

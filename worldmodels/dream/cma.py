@@ -23,12 +23,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from agents.controller import ControllerSpec
-from worldmodels.checkpoint import load_memory, load_vision, weights_id
-from worldmodels.device import pick_device
-from worldmodels.dream import BatchedDream, DreamConfig, initial_latents, intrinsic_bonus, rollout_population
-from worldmodels.errors import UserError
-from worldmodels.rundir import RunDir, atomic_save_npz, atomic_write_bytes, atomic_write_json
+from worldmodels.core.device import pick_device
+from worldmodels.core.errors import UserError
+from worldmodels.dream.env import intrinsic_bonus
+from worldmodels.dream.imagine import BatchedDream, DreamConfig, initial_latents, rollout_population
+from worldmodels.models.controller import ControllerSpec
+from worldmodels.runs.artifacts import load_world_model, weights_id
+from worldmodels.runs.rundir import RunDir, atomic_save_npz, atomic_write_bytes, atomic_write_json
 
 
 @dataclass
@@ -69,11 +70,10 @@ def train_cma(run: RunDir, config: CMAConfig, progress: bool = True) -> dict:
     warnings.filterwarnings("ignore", message="Could not import matplotlib")  # pycma's optional plotting
     import cma
 
-    from worldmodels.evaluate import evaluate
+    from worldmodels.evaluation.evaluate import evaluate
 
     device = pick_device(config.device)
-    vision = load_vision(run, device)
-    memory = load_memory(run, device, vision)
+    vision, memory = load_world_model(run, device)
     action = run.action_spec()
     spec = ControllerSpec.for_run(memory.z_dim, memory.hidden_size, action, config.hidden)
     dream_config = DreamConfig(config.temperature, config.done_threshold, config.max_steps)

@@ -1,4 +1,5 @@
-"""``wm report``: one self-contained HTML page of a run (tables, PNG plots, video filmstrips)."""
+"""``wm report``: one self-contained HTML page of a run (tables, PNG plots, video filmstrips).
+"""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from worldmodels.data import list_episodes
-from worldmodels.plots import histogram, line_plot
-from worldmodels.rundir import RunDir, atomic_write_bytes
+from worldmodels.report.plots import histogram, line_plot
+from worldmodels.runs.episodes import list_episodes
+from worldmodels.runs.rundir import RunDir, atomic_write_bytes
 
 # Published CarRacing scores (mean +- std over 100 random tracks; CarRacing-v0), for context only.
 LITERATURE = [

@@ -1,10 +1,11 @@
-"""Choosing the device once: ``cuda``, then ``mps``, then ``cpu``."""
+"""Choosing the device once: ``cuda``, then ``mps``, then ``cpu``.
+"""
 
 from __future__ import annotations
 
 import torch
 
-from worldmodels.errors import UserError
+from worldmodels.core.errors import UserError
 
 
 def pick_device(name: str = "auto") -> torch.device:

@@ -1,14 +1,16 @@
-"""Any stable-baselines3 algorithm trained on the batched dream: ``wm dream --algo ppo|sac|...``."""
+"""Any stable-baselines3 algorithm trained on the batched dream: ``wm dream --algo ppo|sac|...``.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from worldmodels.checkpoint import load_memory, load_vision
-from worldmodels.device import pick_device
-from worldmodels.dream import BatchedDream, DreamConfig, dream_vec_env, initial_latents, intrinsic_bonus
-from worldmodels.errors import UserError
-from worldmodels.rundir import RunDir, atomic_write_json
+from worldmodels.core.device import pick_device
+from worldmodels.core.errors import UserError
+from worldmodels.dream.env import dream_vec_env, intrinsic_bonus
+from worldmodels.dream.imagine import BatchedDream, DreamConfig, initial_latents
+from worldmodels.runs.artifacts import load_world_model
+from worldmodels.runs.rundir import RunDir, atomic_write_json
 
 
 @dataclass
@@ -59,8 +61,7 @@ def train_sb3(run: RunDir, config: SB3Config, progress: bool = True) -> dict:
     """Train ``config.algo`` on ``config.envs`` batched dreams; resumes from a saved model."""
     cls = algo_class(config.algo)
     device = pick_device(config.device)
-    vision = load_vision(run, device)
-    memory = load_memory(run, device, vision)
+    vision, memory = load_world_model(run, device)
     dream = BatchedDream(memory, initial_latents(run.latents), run.action_spec(),
                          DreamConfig(config.temperature, config.done_threshold, config.max_steps), device, vision,
                          bonus=intrinsic_bonus(run, memory, device, config.intrinsic, config.beta))

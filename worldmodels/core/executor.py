@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
-from worldmodels.errors import UserError
+from worldmodels.core.errors import UserError
 
 BACKENDS = ("local", "ray")
 

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor
 
-from envs.spaces import ActionSpec
+from worldmodels.envs.spaces import ActionSpec
 
 
 @dataclass(frozen=True)

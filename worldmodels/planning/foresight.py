@@ -22,14 +22,19 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from envs.spaces import ActionSpec
-from worldmodels.errors import UserError
+from worldmodels.core.errors import UserError
+from worldmodels.envs.spaces import ActionSpec
 from worldmodels.models.memory import Memory, State
-from worldmodels.planning import CEMConfig, Objective
-from worldmodels.rundir import RunDir, atomic_write_json
+from worldmodels.planning.optimizers import CEMConfig, Objective
+from worldmodels.runs.artifacts import load_world_model
+from worldmodels.runs.rundir import RunDir, atomic_write_json
 
 COSTS = ("latent", "pixel")
+
+
 COST_ON = ("final", "sum")
+
+
 FRAME_SHAPE = (64, 64, 3)
 
 
@@ -134,7 +139,7 @@ def visual_foresight(
     distances (initial, final; ground truth None without ``distance()``), the steps taken, the
     seconds per decision and, with ``keep_frames``, the video frames [T, 64, (H+2)*64, 3].
     """
-    from agents.cem import CEMAgent
+    from worldmodels.agents.cem import CEMAgent
 
     if steps < 1:
         raise UserError(f"steps must be >= 1, got {steps}")
@@ -193,7 +198,7 @@ def load_goal(run: RunDir, path: str | Path | None = None, episode: int | None =
         if image is None:
             raise UserError(f"cannot read goal image {path}: not an image file")
         return check_goal(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), f"goal image {path}")
-    from worldmodels.data import list_episodes, load_episode
+    from worldmodels.runs.episodes import list_episodes, load_episode
 
     episodes = list_episodes(run.episodes)
     if episode is None or step is None:
@@ -223,12 +228,10 @@ def run_foresight(
 
     ``video`` defaults to ``RUN/eval/foresight.mp4``. Returns the summary that was written.
     """
-    from worldmodels.checkpoint import load_memory, load_vision
-    from worldmodels.evaluate import write_mp4
+    from worldmodels.evaluation.video import write_mp4
 
     run.read_meta()
-    vision = load_vision(run, device)
-    memory = load_memory(run, device, vision)
+    vision, memory = load_world_model(run, device)
     env = run.make_env()
     try:
         result = visual_foresight(vision, memory, run.action_spec(), env, goal, config, cost, cost_on, steps, seed,
@@ -273,8 +276,8 @@ def add_parser(sub) -> None:
 
 def cmd_foresight(args) -> None:
     """Run ``wm foresight`` from parsed ``args`` and print the distances."""
-    from agents.cem import planner_config
-    from worldmodels.device import pick_device
+    from worldmodels.agents.cem import planner_config
+    from worldmodels.core.device import pick_device
 
     run = RunDir(args.run)
     run.read_meta()

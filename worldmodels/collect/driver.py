@@ -1,4 +1,5 @@
-"""Running agents in real envs: one episode at a time, seeded by (run seed, episode index)."""
+"""Running agents in real envs: one episode at a time, seeded by (run seed, episode index).
+"""
 
 from __future__ import annotations
 

@@ -1,0 +1,1 @@
+"""Stage 1, `wm collect`: the real-env driver and parallel, resumable episode collection."""

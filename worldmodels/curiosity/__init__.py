@@ -1,0 +1,1 @@
+"""Curiosity: intrinsic rewards from the world model, online wrappers, and `wm explore`."""

@@ -1,5 +1,0 @@
-"""Errors a user can cause. The CLI prints their message and exits non-zero, no traceback."""
-
-
-class UserError(Exception):
-    """A problem with the user's input (flags, env spec, run directory, checkpoint), not a bug."""

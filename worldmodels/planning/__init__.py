@@ -1,0 +1,1 @@
+"""Latent planning: CEM / iCEM / MPPI optimizers, model-predictive control, visual foresight (`wm foresight`)."""

@@ -1,0 +1,1 @@
+"""`wm report`: one self-contained HTML page of a run, with plots."""

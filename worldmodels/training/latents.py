@@ -1,0 +1,76 @@
+"""Latents: every episode encoded once by the vision model into ``RUN/latents`` (mu, logvar per
+frame), read back as latent episodes for memory training, with optional reward smoothing.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from worldmodels.runs.artifacts import (
+    load_vision,
+    weights_id,
+)
+from worldmodels.runs.episodes import list_episodes, load_episode
+from worldmodels.runs.rundir import RunDir, atomic_save_npz, atomic_write_json
+
+
+@torch.no_grad()
+def encode_latents(run: RunDir, device: torch.device, progress: bool = True) -> int:
+    """Encode every episode without up-to-date latents; returns how many were encoded."""
+    meta_path = run.latents / "meta.json"
+    vision_id = weights_id(run.vision)
+    current = json.loads(meta_path.read_text()).get("vision") if meta_path.exists() else None
+    if current != vision_id:
+        if run.latents.exists():
+            shutil.rmtree(run.latents)  # the vision model changed (or is unknown): every latent is stale
+        atomic_write_json(meta_path, {"vision": vision_id})
+    done = list_episodes(run.latents)
+    todo = {i: p for i, p in list_episodes(run.episodes).items() if i not in done}
+    if not todo:
+        return 0
+    vae = load_vision(run, device)
+    action_spec = run.action_spec()
+    for path in tqdm(todo.values(), desc="encode latents", unit="ep", disable=not progress):
+        episode = load_episode(path, action_spec)
+        frames = torch.from_numpy(episode["obs"])
+        mus, logvars = [], []
+        for i in range(0, len(frames), 512):
+            mu, logvar = vae.encode(frames[i:i + 512].to(device))
+            mus.append(mu.float().cpu())
+            logvars.append(logvar.float().cpu())
+        atomic_save_npz(run.latents / path.name, mu=torch.cat(mus).numpy(), logvar=torch.cat(logvars).numpy(),
+                        action=episode["action"], reward=episode["reward"], terminated=episode["terminated"])
+    return len(todo)
+
+
+def smooth_rewards(reward: np.ndarray, window: int) -> np.ndarray:
+    """Spread each reward evenly over the ``window`` steps up to and including it: ``[T] -> [T]``.
+
+    Sparse spikes (CarRacing's +3.x per new tile) are unpredictable to the step, so a reward head
+    trained on them learns little more than their mean; spread out they become a function of
+    where the agent is heading, learnable, and the episode's return is kept (all but up to
+    ``window - 1`` steps of the first reward's spread).
+    """
+    if window <= 1:
+        return reward
+    return np.convolve(reward, np.ones(window, np.float32) / window)[window - 1:].astype(np.float32)
+
+
+def load_latents(run: RunDir, indices: list[int], reward_smoothing: int = 1) -> list[dict[str, np.ndarray]]:
+    """Latent episodes for memory training: mu/logvar ``[T+1, Z]``, model-side actions ``[T, A]``."""
+    action_spec = run.action_spec()
+    paths = list_episodes(run.latents)
+    out = []
+    for i in indices:
+        with np.load(paths[i]) as data:
+            action = torch.from_numpy(data["action"])
+            out.append({"mu": data["mu"], "logvar": data["logvar"],
+                        "reward": smooth_rewards(data["reward"], reward_smoothing),
+                        "done": data["terminated"].astype(np.float32),
+                        "action": action_spec.to_model(action).numpy()})
+    return out

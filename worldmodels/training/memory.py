@@ -1,0 +1,125 @@
+"""``wm train memory``: the MDN-RNN or VRNN on windows of latent sequences, with reward and done heads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from worldmodels.core.device import pick_device
+from worldmodels.core.errors import UserError
+from worldmodels.models import MEMORY_CONFIGS, MEMORY_MODELS, ConvVAE
+from worldmodels.runs.artifacts import (
+    check_memory_fits,
+    load_vision,
+    weights_id,
+)
+from worldmodels.runs.episodes import list_episodes
+from worldmodels.runs.rundir import RunDir
+from worldmodels.training import distributed
+from worldmodels.training.fit import already_done, fit, image_grid, prepare_stage, split_episodes, tb_writer
+from worldmodels.training.latents import encode_latents, load_latents
+from worldmodels.training.sequences import SequenceBatcher
+
+
+@dataclass
+class MemoryTrainConfig:
+    """MDN-RNN / VRNN training on windows of ``seq_len`` steps re-sampled from (mu, logvar)."""
+
+    kind: str = "mdn"  # "mdn" | "vrnn"
+    epochs: int = 20
+    batch_size: int = 32
+    seq_len: int = 64
+    lr: float = 1e-3
+    hidden_size: int = 256
+    batches_per_epoch: int | None = None  # default: one pass over the training steps
+    reward_weight: float = 1.0  # weight of the reward loss against the latent NLL (tens of nats)
+    reward_smoothing: int = 1  # train the reward head on rewards spread over this many steps (see smooth_rewards)
+    grad_clip: float = 1.0
+    val_fraction: float = 0.1
+    patience: int = 5
+    seed: int = 0
+    device: str = "auto"
+
+
+def sequence_batches(data: SequenceBatcher, batch_size: int, count: int) -> Iterator[dict]:
+    """``count`` random memory batches from ``data`` as tensors (shapes in ``SequenceBatcher``)."""
+    for _ in range(count):
+        yield {k: torch.from_numpy(v) for k, v in data.sample(batch_size).items()}
+
+
+def memory_model_config(kind: str, z_dim: int, action_dim: int, hidden_size: int, reward_weight: float = 1.0):
+    if kind not in MEMORY_MODELS:
+        raise UserError(f"unknown memory model {kind!r}; choose one of {', '.join(MEMORY_MODELS)}")
+    return MEMORY_CONFIGS[kind](z_dim=z_dim, action_dim=action_dim, hidden_size=hidden_size,
+                                reward_weight=reward_weight)
+
+
+def train_memory(run: RunDir, config: MemoryTrainConfig, resume: bool = True, progress: bool = True) -> dict:
+    """Train the MDN-RNN or VRNN on the run's latent sequences."""
+    distributed.init()
+    device = pick_device(config.device)
+    vae = load_vision(run, "cpu")
+    distributed.on_main(encode_latents, run, device, progress=progress)
+    action_spec = run.action_spec()
+    model_config = memory_model_config(config.kind, vae.z_dim, action_spec.dim, config.hidden_size,
+                                       config.reward_weight)
+    distributed.on_main(prepare_stage, run.memory, config.kind, model_config, resume)
+    data = [weights_id(run.vision), *list_episodes(run.latents)]  # retrain on new episodes or a new vision model
+    done = already_done(run.memory, config.epochs, data)
+    if done is not None:
+        print(f"memory: already trained ({done['epochs']} epochs, best val {done['best_val_loss']:.2f}); nothing to do")
+        return done
+    torch.manual_seed(config.seed)
+    train_ids, val_ids = split_episodes(list(list_episodes(run.latents)), config.val_fraction, config.seed)
+    train_data = SequenceBatcher(load_latents(run, train_ids, config.reward_smoothing), config.seq_len, seed=config.seed)
+    val_data = SequenceBatcher(load_latents(run, val_ids, config.reward_smoothing), config.seq_len, seed=config.seed + 1)
+    model = MEMORY_MODELS[config.kind](model_config).to(device)
+    check_memory_fits(model, run, vae)
+    per_epoch = config.batches_per_epoch or max(1, train_data.steps // (config.batch_size * config.seq_len))
+
+    def tensors(batch: dict) -> dict:
+        return {k: torch.from_numpy(v) for k, v in batch.items()}
+
+    def val_batches():
+        for batch in val_data.iterate(config.batch_size):
+            yield tensors(batch)
+
+    writer = tb_writer(run)
+    vae = vae.to(device)
+    strip = val_data.window(np.array([0]), np.array([0]))
+
+    @torch.no_grad()
+    def log_media(step: int):
+        writer.add_image("memory/real_vs_dreamed", dream_strip(model, vae, tensors(strip), device), step)
+
+    print(f"memory: {config.kind.upper()} h={config.hidden_size} on {train_data.steps} steps "
+          f"({len(train_ids)} episodes, {val_data.steps} held out), {per_epoch} batches/epoch on {device}")
+    summary = fit("memory", model, run.memory, epochs=config.epochs, patience=config.patience, lr=config.lr,
+                  device=device, writer=writer,
+                  train_batches=lambda _: sequence_batches(train_data, config.batch_size, per_epoch),
+                  batches_per_epoch=per_epoch, val_batches=val_batches, units=lambda b: int(b["mask"].sum()),
+                  unit="steps", grad_clip=config.grad_clip, log_media=log_media, progress=progress,
+                  data=data)
+    writer.close()
+    return summary
+
+
+@torch.no_grad()
+def dream_strip(memory, vae: ConvVAE, window: dict, device: torch.device, steps: int = 16) -> torch.Tensor:
+    """Real frames (decoded latents) above frames dreamed open-loop from the first one, same actions."""
+    z = window["z"][:1].to(device)
+    action = window["action"][:1].to(device)
+    steps = min(steps, action.shape[1])
+    state = memory.initial_state(1)
+    current, dreamed = z[:, 0], []
+    for t in range(steps):
+        state = memory.step(state, current, action[:, t])
+        current = memory.sample(state, 1.0)
+        dreamed.append(current)
+    real = vae.decode(z[0, 1:steps + 1]).float().cpu()
+    fake = vae.decode(torch.cat(dreamed)).float().cpu()
+    return image_grid([real, fake])
