@@ -40,7 +40,7 @@ def episodes_sha1(run: RunDir) -> str:
 def test_smoke_stages_reproduce_the_pinned_results(tmp_path):
     torch.set_num_threads(1)
     run = RunDir(tmp_path / "run")
-    collect(run, CollectConfig(env="worldmodels.envs.catch:Catch", episodes=4, workers=1, policy="brownian", seed=3,
+    collect(run, CollectConfig(env="worldmodels.envs.catch:Catch", episodes=4, workers=1, agent="brownian", seed=3,
                                env_kwargs={"balls": 2}), progress=False)
     assert episodes_sha1(run) == PINNED["episodes_sha1"]
 

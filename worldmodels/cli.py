@@ -1,18 +1,44 @@
-"""The ``wm`` command line: one subcommand per pipeline stage, all sharing a run directory."""
+"""The ``wm`` command line: one subcommand per pipeline stage, all sharing a run directory.
+
+Each stage's flags are generated from its config dataclass (``worldmodels.core.settings``): a
+setting's name, type, default and help are declared once, on the dataclass field. Only the
+flags a user types override the defaults; a flag that does not apply to what was asked (an SB3
+setting with CMA-ES, a planner setting for a non-planning agent) is a one-line error.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import asdict, fields
 
+from worldmodels import __version__
+from worldmodels.agents import AGENTS
+from worldmodels.agents.cem import planner_config
+from worldmodels.collect.collector import CollectConfig, collect
+from worldmodels.core.device import pick_device
 from worldmodels.core.errors import UserError
+from worldmodels.core.settings import add_flags, build, flags_of, given, reject_inapplicable, set_path
+from worldmodels.curiosity.explore import add_parser as add_explore
+from worldmodels.evaluation.evaluate import EvalConfig, evaluate
+from worldmodels.pipeline import presets, run_pipeline
+from worldmodels.planning.foresight import ForesightConfig, load_goal, run_foresight
+from worldmodels.planning.optimizers import CEMConfig
+from worldmodels.report.page import write_report
+from worldmodels.runs.rundir import RunDir
+from worldmodels.training.memory import MemoryTrainConfig, train_memory
+from worldmodels.training.vision import VisionTrainConfig, train_vision
 
 
-def _crop(text: str) -> tuple[int, int, int, int]:
-    parts = [int(p) for p in text.split(",")]
-    if len(parts) != 4:
-        raise argparse.ArgumentTypeError("crop is TOP,BOTTOM,LEFT,RIGHT in raw-frame pixels")
-    return tuple(parts)
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (``wm STAGE: error: ...``, exit code 2) instead of usage dumps."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def add_run_dir(p, what: str = "run directory") -> None:
+    p.add_argument("--run", required=True, help=what)
 
 
 def _add_backend(p, what: str) -> None:
@@ -24,44 +50,18 @@ def _add_backend(p, what: str) -> None:
                         "(default: $RAY_ADDRESS, else a new local one)")
 
 
-def add_planner_flags(p) -> None:
-    """CEM settings shared by ``wm eval --agent cem`` and ``wm foresight`` (None: the planner's default)."""
-    p.add_argument("--horizon", type=int, default=None, help="planning horizon (default 12)")
-    p.add_argument("--candidates", type=int, default=None, help="action sequences per iteration (default 1000)")
-    p.add_argument("--iterations", type=int, default=None, help="CEM iterations per decision (default 10)")
-    p.add_argument("--elites", type=int, default=None, help="elite sequences refitted (default 100, at most candidates/10)")
-    p.add_argument("--method", choices=["cem", "icem", "mppi"], default=None, help="optimiser (default cem)")
-
-
 def add_collect(sub) -> None:
-    p = sub.add_parser("collect", help="roll out a policy in an env and store episodes",
+    p = sub.add_parser("collect", help="roll out an agent in an env and store episodes",
                        description="Collect episodes into RUN/episodes (one compressed .npz each). "
                                    "Re-running completes an interrupted collection.")
     p.add_argument("env", help="Gymnasium id (CarRacing-v3) or package.module:Callable returning a gymnasium.Env")
-    p.add_argument("--run", required=True, help="run directory (created if missing)")
-    p.add_argument("--episodes", type=int, default=16, help="total episodes the run should hold (default 16)")
-    p.add_argument("--max-steps", type=int, default=None, help="truncate episodes after T agent steps")
-    p.add_argument("--workers", type=int, default=None, help="worker processes (default: number of cores)")
-    _add_backend(p, "the workers")
-    p.add_argument("--policy", default="random",
-                   help="agent that acts: random, brownian, or any trained agent of the run (default random)")
-    p.add_argument("--seed", type=int, default=0, help="episode i is seeded from (seed, i) (default 0)")
-    p.add_argument("--env-kwargs", default=None, help="JSON object of env constructor kwargs, e.g. '{\"continuous\": false}'")
-    p.add_argument("--frame-skip", type=int, default=None, help="env steps per agent action (default 1)")
-    p.add_argument("--crop", type=_crop, default=None,
-                   help="TOP,BOTTOM,LEFT,RIGHT crop of raw frames (default: CarRacing drops its dashboard)")
+    add_run_dir(p, "run directory (created if missing)")
+    add_flags(p, CollectConfig)
     p.set_defaults(func=cmd_collect)
 
 
 def cmd_collect(args) -> None:
-    from worldmodels.collect.collector import CollectConfig, collect
-    from worldmodels.envs.make import parse_kwargs
-    from worldmodels.runs.rundir import RunDir
-
-    config = CollectConfig(env=args.env, episodes=args.episodes, max_steps=args.max_steps, workers=args.workers,
-                           policy=args.policy, seed=args.seed, env_kwargs=parse_kwargs(args.env_kwargs),
-                           frame_skip=args.frame_skip, crop=args.crop, backend=args.backend,
-                           ray_address=args.ray_address)
+    config = build(CollectConfig, given(args), CollectConfig(env=args.env))
     s = collect(RunDir(args.run), config)
     print(f"collect: {s['episodes']} episodes ({s['collected']} new), {s['frames']} frames, "
           f"return mean {s['return_mean']:.2f} min {s['return_min']:.2f} max {s['return_max']:.2f}, "
@@ -71,47 +71,30 @@ def cmd_collect(args) -> None:
 def add_train(sub) -> None:
     p = sub.add_parser("train", help="train the world model: vision (ConvVAE), then memory (MDN-RNN or VRNN)",
                        description="Train the vision model on RUN/episodes, encode every episode to latents, "
-                                   "then train the memory model on latent sequences. Resumes by default.")
+                                   "then train the memory model on latent sequences. Resumes by default; a flag "
+                                   "both stages have (--epochs, --lr, ...) sets both.")
     p.add_argument("stage", nargs="?", choices=["vision", "memory"], default=None,
                    help="train only this stage (default: vision, then memory)")
-    p.add_argument("--run", required=True, help="run directory holding collected episodes")
-    p.add_argument("--epochs", type=int, default=None, help="epochs for each stage trained (default 10 vision, 20 memory)")
-    p.add_argument("--batch-size", type=int, default=None, help="batch size (default 64 frames / 32 sequences)")
-    p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 1e-3)")
-    p.add_argument("--memory", choices=["mdn", "vrnn"], default="mdn", help="memory model kind (default mdn)")
-    p.add_argument("--z-dim", type=int, default=32, help="VAE latent size (default 32)")
-    p.add_argument("--hidden-size", type=int, default=256, help="memory model recurrent size (default 256)")
-    p.add_argument("--seq-len", type=int, default=64, help="memory training window in steps (default 64)")
-    p.add_argument("--reward-weight", type=float, default=1.0,
-                   help="memory: weight of the reward loss against the latent NLL (default 1)")
-    p.add_argument("--reward-smoothing", type=int, default=1,
-                   help="memory: spread each reward over this many steps before it (default 1: none)")
-    p.add_argument("--patience", type=int, default=5, help="early stopping: epochs without improvement (default 5)")
-    p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N")
-    p.add_argument("--seed", type=int, default=0, help="seed of the split, initialisation and batches")
+    add_run_dir(p, "run directory holding collected episodes")
+    add_flags(p, VisionTrainConfig, MemoryTrainConfig, labels=("vision", "memory"))
     p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
                    help="continue an interrupted or shorter training (default); --no-resume starts over")
     p.set_defaults(func=cmd_train)
 
 
 def cmd_train(args) -> None:
-    from worldmodels.runs.rundir import RunDir
-    from worldmodels.training.memory import MemoryTrainConfig, train_memory
-    from worldmodels.training.vision import VisionTrainConfig, train_vision
-
     run = RunDir(args.run)
     run.read_meta()
-    common = {"device": args.device, "seed": args.seed, "patience": args.patience}
-    given = {k: v for k, v in {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr}.items()
-             if v is not None}
+    values = {k: v for k, v in given(args).items() if k not in ("run", "stage", "resume")}
+    if args.stage == "vision":
+        reject_inapplicable(values, flags_of(VisionTrainConfig), "to `wm train vision`")
+    if args.stage == "memory":
+        reject_inapplicable(values, flags_of(MemoryTrainConfig), "to `wm train memory`")
     if args.stage in (None, "vision"):
-        s = train_vision(run, VisionTrainConfig(z_dim=args.z_dim, **common, **given), resume=args.resume)
+        s = train_vision(run, build(VisionTrainConfig, values), resume=args.resume)
         print(f"vision: {s['epochs']} epochs, best validation loss {s['best_val_loss']:.2f} -> {run.vision}")
     if args.stage in (None, "memory"):
-        config = MemoryTrainConfig(kind=args.memory, hidden_size=args.hidden_size, seq_len=args.seq_len,
-                                   reward_weight=args.reward_weight, reward_smoothing=args.reward_smoothing,
-                                   **common, **given)
-        s = train_memory(run, config, resume=args.resume)
+        s = train_memory(run, build(MemoryTrainConfig, values), resume=args.resume)
         print(f"memory: {s['epochs']} epochs, best validation loss {s['best_val_loss']:.3f} -> {run.memory}")
     print(f"TensorBoard: tensorboard --logdir {run.tb}")
 
@@ -189,36 +172,39 @@ def cmd_dream(args) -> None:
     print(f"next: wm eval --run {run.root} --agent {'controller' if args.algo == 'cma' else 'sb3'}")
 
 
-def add_eval(sub) -> None:
-    from worldmodels.agents import AGENTS
+PLANNER_AGENTS = ("cem",)
+SB3_OPTION_AGENTS = ("sb3", "cem")
 
+
+def add_eval(sub) -> None:
     p = sub.add_parser("eval", help="score an agent in the real env",
                        description="Run an agent in the real env (as recorded in run.json) for N seeded episodes "
-                                   "on W workers; writes RUN/eval/results.json.")
-    p.add_argument("--run", required=True, help="run directory")
-    p.add_argument("--agent", default="controller", help=f"one of {', '.join(AGENTS)} (default controller)")
-    p.add_argument("--episodes", type=int, default=10, help="episodes (default 10)")
-    p.add_argument("--workers", type=int, default=None, help="worker processes (default: number of cores)")
-    _add_backend(p, "the workers")
-    p.add_argument("--max-steps", type=int, default=None, help="truncate episodes (default: the run's setting)")
-    p.add_argument("--video", action="store_true", help="write mp4s of the best and worst episode")
-    p.add_argument("--seed", type=int, default=0, help="episode i is seeded from (seed, i) (default 0)")
-    p.add_argument("--algo", default=None, help="for --agent sb3: which saved algorithm")
-    add_planner_flags(p.add_argument_group("planner agents (--agent cem)"))
+                                   "on W workers; writes RUN/eval/results.json and RUN/eval/AGENT.json.")
+    add_run_dir(p)
+    add_flags(p, EvalConfig)
+    p.add_argument("--algo", default=argparse.SUPPRESS,
+                   help="--agent sb3: which saved SB3 model (default: the only one); --agent cem: plan with that "
+                        "model's value as the terminal value (default: none)")
+    add_flags(p.add_argument_group("planner (--agent cem)"), CEMConfig)
     p.set_defaults(func=cmd_eval)
 
 
 def cmd_eval(args) -> None:
-    from worldmodels.evaluation.evaluate import evaluate
-    from worldmodels.runs.rundir import RunDir
-
     run = RunDir(args.run)
-    options = {k: getattr(args, k) for k in ("algo", "horizon", "candidates", "iterations", "elites", "method")
-               if getattr(args, k) is not None}
-    s = evaluate(run, args.agent, episodes=args.episodes, workers=args.workers, seed=args.seed,
-                 max_steps=args.max_steps, video=args.video, agent_options=options, backend=args.backend,
-                 ray_address=args.ray_address)
-    print(f"eval {args.agent}: {s['mean']:.1f} +- {s['std']:.1f} over {s['episodes']} episodes "
+    values = given(args)
+    config = build(EvalConfig, values)
+    if config.agent not in AGENTS:
+        raise UserError(f"unknown agent {config.agent!r}; choose one of {', '.join(AGENTS)}")
+    options = {k: v for k, v in values.items() if k not in flags_of(EvalConfig) | {"run"}}
+    if config.agent not in PLANNER_AGENTS:
+        reject_inapplicable({k: v for k, v in options.items() if k != "algo"}, set(),
+                            f"to --agent {config.agent} (planner settings are for --agent cem)")
+    if config.agent not in SB3_OPTION_AGENTS:
+        reject_inapplicable(options, set(), f"to --agent {config.agent} (--algo is for --agent sb3 or cem)")
+    s = evaluate(run, config.agent, episodes=config.episodes, workers=config.workers, seed=config.seed,
+                 max_steps=config.max_steps, video=config.video, agent_options=options, device=config.device,
+                 backend=config.backend, ray_address=config.ray_address)
+    print(f"eval {config.agent}: {s['mean']:.1f} +- {s['std']:.1f} over {s['episodes']} episodes "
           f"(min {s['min']:.1f}, max {s['max']:.1f}) -> {run.eval / 'results.json'}")
     for name, path in s.get("videos", {}).items():
         print(f"  {name} episode video: {path}")
@@ -226,23 +212,48 @@ def cmd_eval(args) -> None:
 
 def add_run(sub) -> None:
     p = sub.add_parser("run", help="the whole pipeline on a preset: collect -> train -> dream -> eval",
-                       description="Run every stage on a preset (smoke: a minute; laptop: about 15 minutes on a "
-                                   "2-core CPU; gpu; paper). Resumable: re-run the same command to continue.")
+                       description="Run every stage on a preset (smoke: about a minute; laptop: about 20 minutes "
+                                   "on a 2-core CPU; gpu; paper). --set changes any preset field. Resumable: "
+                                   "re-run the same command to continue.")
     p.add_argument("env", help="Gymnasium id or package.module:Callable (e.g. CarRacing-v3)")
-    p.add_argument("--run", required=True, help="run directory")
+    add_run_dir(p)
     p.add_argument("--preset", default="laptop", help="smoke | laptop | gpu | paper (default laptop)")
-    p.add_argument("--workers", type=int, default=None, help="worker processes (default: number of cores)")
-    p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", dest="overrides",
+                   help="override a preset field, e.g. --set cma.generations=40 --set memory.kind=vrnn "
+                        "--set rounds=3 (repeatable; `wm run ENV --run DIR --show` lists the fields)")
+    p.add_argument("--show", action="store_true", help="print the preset's settings (after --set) and exit")
+    p.add_argument("--workers", type=int, default=None, help="worker processes (default: one per core)")
+    p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N")
+    p.add_argument("--seed", type=int, default=0, help="seed of every stage (default 0)")
     p.set_defaults(func=cmd_run)
 
 
-def cmd_run(args) -> None:
-    from worldmodels.pipeline import run_pipeline
-    from worldmodels.runs.rundir import RunDir
+def preset_with_overrides(env: str, name: str, overrides: list[str]):
+    """Preset ``name`` for ``env`` with ``FIELD=VALUE`` overrides applied (a ``UserError`` if one is bad)."""
+    table = presets(env)
+    if name not in table:
+        raise UserError(f"unknown preset {name!r}; choose one of {', '.join(table)}")
+    preset = table[name]
+    for item in overrides:
+        path, sep, value = item.partition("=")
+        if not sep:
+            raise UserError(f"--set {item!r}: expected FIELD=VALUE, e.g. cma.generations=40")
+        preset = set_path(preset, path.strip(), value.strip())
+    return preset
 
+
+def cmd_run(args) -> None:
+    preset = preset_with_overrides(args.env, args.preset, args.overrides)
+    if args.show:
+        for group in fields(preset):
+            value = getattr(preset, group.name)
+            items = asdict(value).items() if hasattr(value, "__dataclass_fields__") else [(None, value)]
+            for key, v in items:
+                print(f"{group.name}.{key} = {v}" if key else f"{group.name} = {v}")
+        return
     run = RunDir(args.run)
-    s = run_pipeline(args.env, run, args.preset, workers=args.workers, device=args.device, seed=args.seed)
+    s = run_pipeline(args.env, run, preset, workers=args.workers, device=args.device, seed=args.seed,
+                     preset_name=args.preset)
     print(f"\n{args.env}, preset {args.preset}: real-env scores over {next(iter(s['scores'].values()))['episodes']} episodes")
     for agent, score in s["scores"].items():
         print(f"  {agent:12s} {score['mean']:8.1f} +- {score['std']:.1f}")
@@ -251,42 +262,67 @@ def cmd_run(args) -> None:
           f"TensorBoard: tensorboard --logdir {run.tb}")
 
 
+def add_foresight(sub) -> None:
+    p = sub.add_parser("foresight", help="visual foresight: plan to reach a goal image with CEM in the world model",
+                       description="Re-plan every step with CEM so that the predicted future matches a goal image "
+                                   "(Finn & Levine 2017); act in the real env. Writes RUN/eval/foresight.json and "
+                                   "a video: current frame | goal | predicted frames of the chosen plan.")
+    add_run_dir(p, "run directory with trained vision and memory models")
+    goal = p.add_mutually_exclusive_group(required=True)
+    goal.add_argument("--goal", default=None, help="goal image file (64x64 RGB, e.g. a PNG)")
+    goal.add_argument("--goal-episode", type=int, default=None, help="goal: a frame of this stored episode")
+    p.add_argument("--goal-step", type=int, default=None, help="with --goal-episode: which frame (0 = first)")
+    add_flags(p, ForesightConfig)
+    add_flags(p.add_argument_group("planner"), CEMConfig)
+    p.set_defaults(func=cmd_foresight)
+
+
+def cmd_foresight(args) -> None:
+    run = RunDir(args.run)
+    run.read_meta()
+    if args.goal is None and args.goal_step is None:
+        raise UserError("--goal-episode needs --goal-step T (the frame of that episode to reach)")
+    values = given(args)
+    config = build(ForesightConfig, values)
+    planner = planner_config(**{k: v for k, v in values.items() if k in flags_of(CEMConfig)})
+    goal = load_goal(run, args.goal, args.goal_episode, args.goal_step)
+    s = run_foresight(run, goal, planner, config.cost, config.cost_on, config.max_steps, config.seed,
+                      config.reset_options, config.video, str(pick_device(config.device)))
+    truth = "" if s["final_distance"] is None else (
+        f", ground-truth distance {s['initial_distance']:.3f} -> {s['final_distance']:.3f}")
+    print(f"foresight: {s['steps']} steps, latent distance {s['initial_latent_distance']:.3f} -> "
+          f"{s['final_latent_distance']:.3f}{truth}, {1000 * s['seconds_per_decision']:.0f} ms/decision")
+    print(f"  video: {s['video']}  summary: {run.eval / 'foresight.json'}")
+
+
 def add_report(sub) -> None:
     p = sub.add_parser("report", help="write a self-contained HTML page of a run's results",
                        description="Tables (measured scores beside published anchors), PNG plots of the "
                                    "training and CMA-ES curves and score distributions, and episode filmstrips.")
-    p.add_argument("--run", required=True, help="run directory")
+    add_run_dir(p)
     p.add_argument("--out", default=None, help="output path (default RUN/report.html)")
     p.set_defaults(func=cmd_report)
 
 
 def cmd_report(args) -> None:
-    from worldmodels.report.page import write_report
-    from worldmodels.runs.rundir import RunDir
-
     print(f"report: {write_report(RunDir(args.run), args.out)}")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="wm", description="worldmodels: learn a world model from pixels and act inside it.")
+    parser = Parser(prog="wm", description="worldmodels: learn a world model from pixels and act inside it.")
+    parser.add_argument("--version", action="version", version=f"worldmodels {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="STAGE")
-    add_collect(sub)
-    add_train(sub)
-    add_dream(sub)
-    add_eval(sub)
-    add_run(sub)
-    add_report(sub)
-    from worldmodels.curiosity.explore import add_parser as add_explore
-    from worldmodels.planning.foresight import add_parser as add_foresight
-
-    add_explore(sub)
-    add_foresight(sub)
+    for add in (add_collect, add_train, add_dream, add_eval, add_run, add_report, add_explore, add_foresight):
+        add(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run ``wm ARGV``; returns the exit code (0 done, 2 a user error, 130 interrupted)."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # --help, --version, or a bad flag (already printed on one line)
+        return int(e.code or 0)
     try:
         args.func(args)
     except UserError as e:

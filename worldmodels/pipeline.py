@@ -12,9 +12,10 @@ checks is what keeps the controller that transfers.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 
 from worldmodels.collect.collector import CollectConfig, collect
+from worldmodels.core.errors import UserError
 from worldmodels.dream.cma import CMAConfig, train_cma
 from worldmodels.evaluation.evaluate import evaluate
 from worldmodels.runs.rundir import RunDir, atomic_write_json
@@ -27,16 +28,27 @@ class Preset:
     """Sizes of every stage. ``rounds`` > 1 adds iterative collect/retrain/dream rounds."""
 
     collect: CollectConfig
+    """Data collection (``wm collect``)."""
     vision: VisionTrainConfig
+    """Vision model training (``wm train vision``)."""
     memory: MemoryTrainConfig
+    """Memory model training (``wm train memory``)."""
     cma: CMAConfig
+    """CMA-ES in the dream (``wm dream``)."""
     eval_episodes: int = 20
+    """Real-env episodes scoring each agent at the end."""
     eval_max_steps: int | None = None
+    """Truncate the final evaluation's episodes (None: the run's setting)."""
     rounds: int = 1
-    round_episodes: int = 0  # episodes collected by the controller in each later round
-    round_memory_epochs: int = 0  # extra memory epochs per later round
-    round_generations: int = 0  # extra CMA-ES generations per later round
+    """Iterative rounds in all: each later one collects with the controller, retrains memory, continues CMA-ES."""
+    round_episodes: int = 0
+    """Episodes the noisy controller collects in each later round."""
+    round_memory_epochs: int = 0
+    """Extra memory epochs per later round."""
+    round_generations: int = 0
+    """Extra CMA-ES generations per later round."""
     baselines: list[str] = field(default_factory=lambda: ["random"])
+    """Agents scored beside the controller on the same tracks."""
 
 
 def presets(env: str) -> dict[str, Preset]:
@@ -50,7 +62,7 @@ def presets(env: str) -> dict[str, Preset]:
     """
     return {
         "smoke": Preset(
-            CollectConfig(env, episodes=4, max_steps=40, policy="brownian"),
+            CollectConfig(env, episodes=4, max_steps=40, agent="brownian"),
             VisionTrainConfig(epochs=1, batch_size=32),
             MemoryTrainConfig(epochs=2, seq_len=16, batch_size=8, hidden_size=64),
             CMAConfig(generations=2, population=8, rollouts=2, max_steps=30, real_every=1, real_episodes=2,
@@ -58,7 +70,7 @@ def presets(env: str) -> dict[str, Preset]:
             eval_episodes=2, eval_max_steps=40, rounds=2, round_episodes=2, round_memory_epochs=1,
             round_generations=1),
         "laptop": Preset(
-            CollectConfig(env, episodes=48, max_steps=250, policy="brownian"),
+            CollectConfig(env, episodes=48, max_steps=250, agent="brownian"),
             VisionTrainConfig(epochs=4, batch_size=64, lr=1e-3),
             MemoryTrainConfig(epochs=20, seq_len=32, batch_size=32, lr=1e-3, batches_per_epoch=20,
                               reward_weight=20.0, reward_smoothing=10, patience=20),
@@ -67,7 +79,7 @@ def presets(env: str) -> dict[str, Preset]:
             eval_episodes=20, eval_max_steps=250, rounds=2, round_episodes=16, round_memory_epochs=10,
             round_generations=15),
         "gpu": Preset(
-            CollectConfig(env, episodes=1000, max_steps=1000, policy="brownian"),
+            CollectConfig(env, episodes=1000, max_steps=1000, agent="brownian"),
             VisionTrainConfig(epochs=10, batch_size=256, lr=1e-3),
             MemoryTrainConfig(epochs=40, seq_len=128, batch_size=64, lr=1e-3, reward_weight=20.0,
                               reward_smoothing=10, patience=10),
@@ -75,7 +87,7 @@ def presets(env: str) -> dict[str, Preset]:
                       real_episodes=8),
             eval_episodes=100, rounds=3, round_episodes=200, round_memory_epochs=10, round_generations=100),
         "paper": Preset(
-            CollectConfig(env, episodes=10_000, max_steps=1000, policy="random"),
+            CollectConfig(env, episodes=10_000, max_steps=1000, agent="random"),
             VisionTrainConfig(epochs=10, batch_size=100, lr=1e-4),
             MemoryTrainConfig(epochs=20, seq_len=999, batch_size=100, lr=1e-3),
             CMAConfig(generations=2000, population=64, rollouts=16, max_steps=1000, real_every=25,
@@ -84,15 +96,16 @@ def presets(env: str) -> dict[str, Preset]:
     }
 
 
-def run_pipeline(env: str, run: RunDir, preset_name: str, workers: int | None = None, device: str = "auto",
-                 seed: int = 0, progress: bool = True) -> dict:
-    """Run (or resume) every stage of ``preset_name``; returns and saves ``RUN/pipeline.json``."""
-    from worldmodels.core.errors import UserError
-
-    table = presets(env)
-    if preset_name not in table:
-        raise UserError(f"unknown preset {preset_name!r}; choose one of {', '.join(table)}")
-    p = table[preset_name]
+def run_pipeline(env: str, run: RunDir, preset: Preset | str, workers: int | None = None, device: str = "auto",
+                 seed: int = 0, progress: bool = True, preset_name: str | None = None) -> dict:
+    """Run (or resume) every stage of ``preset`` (a ``Preset``, or a name in ``presets``); returns and
+    saves ``RUN/pipeline.json``."""
+    if isinstance(preset, str):
+        table = presets(env)
+        if preset not in table:
+            raise UserError(f"unknown preset {preset!r}; choose one of {', '.join(table)}")
+        preset_name, preset = preset, table[preset]
+    p = preset
     stages: dict[str, float] = {}
 
     def timed(name, fn, *args, **kwargs):
@@ -112,7 +125,7 @@ def run_pipeline(env: str, run: RunDir, preset_name: str, workers: int | None = 
     for r in range(1, p.rounds):
         print(f"round {r + 1}/{p.rounds}: collecting with the current controller")
         timed("collect", collect, run, replace(collect_config, episodes=collect_config.episodes + r * p.round_episodes,
-                                               policy="noisy-controller"), progress=progress)
+                                               agent="noisy-controller"), progress=progress)
         timed("memory", train_memory, run, replace(memory_config, epochs=memory_config.epochs + r * p.round_memory_epochs),
               progress=progress)
         timed("dream", train_cma, run, replace(cma_config, generations=cma_config.generations + r * p.round_generations),
@@ -121,7 +134,7 @@ def run_pipeline(env: str, run: RunDir, preset_name: str, workers: int | None = 
     for agent in ["controller", *p.baselines]:
         results[agent] = timed(f"eval_{agent}", evaluate, run, agent, episodes=p.eval_episodes, workers=workers,
                                seed=seed + 1, max_steps=p.eval_max_steps, progress=progress, video=agent == "controller")
-    summary = {"env": env, "preset": preset_name, "seconds": stages,
+    summary = {"env": env, "preset": preset_name or "custom", "settings": asdict(p), "seconds": stages,
                "scores": {a: {k: r[k] for k in ("mean", "std", "min", "max", "episodes")} for a, r in results.items()}}
     atomic_write_json(run.root / "pipeline.json", summary)
     return summary

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -37,20 +37,34 @@ METHODS = ("cem", "icem", "mppi")
 class CEMConfig:
     """Settings of the sampling-based planner; plain values, saved as JSON."""
 
-    horizon: int = 12  # H, planned steps
-    candidates: int = 1000  # N, sequences sampled per iteration (iCEM: at the first iteration)
+    horizon: int = 12
+    """Planning horizon H, in agent steps."""
+    candidates: int = 1000
+    """Action sequences N sampled per iteration (iCEM: at the first iteration)."""
     iterations: int = 10
-    elites: int = 100  # K, best sequences that refit the distribution (cem, icem)
-    method: str = "cem"  # "cem" | "icem" (Pinneri et al. 2020) | "mppi"
-    discount: float = 1.0  # per-step discount of predicted rewards
-    init_std: float = 1.0  # std of the Gaussian at the first iteration (action units)
-    min_std: float = 0.05  # floor on the std, so re-planning keeps exploring
-    min_prob: float = 0.01  # discrete actions: floor on each action's probability, for the same reason
-    alpha: float = 0.0  # smoothing: new = alpha * old + (1 - alpha) * refit
-    noise_beta: float = 2.0  # icem, continuous: colored noise, power spectrum 1/f^beta along time (0 = white)
-    keep_elites: float = 0.3  # icem: fraction of elites carried into the next iteration
-    population_decay: float = 1.25  # icem: candidates divided by this each iteration, floor 2 * elites
-    mppi_temperature: float = 0.5  # mppi: weights softmax(returns / temperature) over all candidates
+    """Refits of the sampling distribution per decision."""
+    elites: int = 100
+    """Best sequences K that refit the distribution (cem, icem); without it, at most a tenth of the candidates."""
+    method: str = field(default="cem", metadata={"choices": list(METHODS)})
+    """Optimiser: cem, icem (Pinneri et al. 2020, colored noise) or mppi."""
+    discount: float = 1.0
+    """Per-step discount of predicted rewards."""
+    init_std: float = 1.0
+    """Std of the Gaussian at the first iteration, in action units."""
+    min_std: float = 0.05
+    """Floor on the std, so re-planning keeps exploring."""
+    min_prob: float = 0.01
+    """Discrete actions: floor on each action's probability, for the same reason."""
+    alpha: float = 0.0
+    """Smoothing of refits: new = alpha * old + (1 - alpha) * refit."""
+    noise_beta: float = 2.0
+    """icem, continuous actions: colored noise with power spectrum 1/f^beta along time (0: white)."""
+    keep_elites: float = 0.3
+    """icem: fraction of elites carried into the next iteration."""
+    population_decay: float = 1.25
+    """icem: candidates divided by this each iteration, floor 2 x elites."""
+    mppi_temperature: float = 0.5
+    """mppi: weights softmax(returns / temperature) over all candidates."""
 
     def __post_init__(self) -> None:
         checks = [

@@ -24,14 +24,23 @@ class VisionTrainConfig:
     """ConvVAE training. lr 1e-3 learns at laptop scale (the paper's 1e-4 was set for 10M frames)."""
 
     epochs: int = 10
+    """Passes over the training frames (vision) or epochs of sequence batches (memory)."""
     batch_size: int = 64
+    """Frames (vision) or sequences (memory) per batch."""
     lr: float = 1e-3
+    """Adam learning rate."""
     z_dim: int = 32
+    """Size of the VAE latent z."""
     kl_tolerance: float = 0.5
+    """Free nats per latent dimension: the KL term is not pushed below z_dim x this (Ha & Schmidhuber)."""
     val_fraction: float = 0.1
-    patience: int = 5  # epochs without a better validation loss before stopping
+    """Share of episodes held out for validation (a hash of (seed, episode), stable as episodes are added)."""
+    patience: int = 5
+    """Early stopping: epochs without a better validation loss before training stops."""
     seed: int = 0
+    """Seed of the held-out split, the initialisation and the batch order."""
     device: str = "auto"
+    """auto (cuda, then mps, then cpu), cpu, cuda, cuda:N."""
 
 
 def frame_batches(frames: torch.Tensor, batch_size: int, generator: torch.Generator) -> Iterator[dict]:
