@@ -22,7 +22,7 @@ from worldmodels.agents.cem import CEMAgent, PlannerState, planner_config
 from worldmodels.agents.random import RandomAgent
 from worldmodels.cli import main
 from worldmodels.collect.collector import CollectConfig, collect
-from worldmodels.collect.driver import episode_seed, run_episode
+from worldmodels.collect.driver import drive, episode_seed, run_episode
 from worldmodels.core.errors import UserError
 from worldmodels.envs.make import make_env
 from worldmodels.envs.point import RADIUS
@@ -112,7 +112,7 @@ def point_models() -> dict:
 
 def mean_return(agent, episodes: int = 4, max_steps: int = 20) -> float:
     env = make_env(POINT, max_steps=max_steps, goal=GOAL)
-    returns = [run_episode(env, agent, episode_seed(7, i), keep_frames=False)["reward"].sum() for i in range(episodes)]
+    returns = [drive(env, agent, episode_seed(7, i)).total_reward for i in range(episodes)]
     env.close()
     return float(np.mean(returns))
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from worldmodels.agents import load_agent
 from worldmodels.collect.driver import episode_seed, run_episode
 from worldmodels.core.errors import UserError
 from worldmodels.core.executor import default_workers, make_executor
@@ -68,8 +69,6 @@ _WORKER: dict = {}
 
 
 def _init_worker(root: str, policy: str, device: str, max_steps: int | None) -> None:
-    from worldmodels.agents import load_agent
-
     run = RunDir(root)
     _WORKER["env"] = run.make_env(max_steps=max_steps)
     _WORKER["agent"] = load_agent(policy, run, device)

@@ -27,9 +27,17 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from worldmodels.agents import load_agent
+from worldmodels.collect.driver import Callback, EpisodeRecorder, Step, drive, episode_seed
+from worldmodels.core.device import pick_device
 from worldmodels.core.errors import UserError
+from worldmodels.curiosity.rewards import KINDS, make_intrinsic
+from worldmodels.curiosity.transitions import fit_intrinsic, run_transitions
 from worldmodels.runs.artifacts import load_world_model
+from worldmodels.runs.episodes import episode_path, list_episodes, save_episode
 from worldmodels.runs.rundir import RunDir, atomic_save_npz, atomic_write_json
+from worldmodels.training.memory import MemoryTrainConfig, train_memory
+from worldmodels.training.vision import VisionTrainConfig, train_vision
 
 
 @dataclass
@@ -63,6 +71,19 @@ def ground_truth(env, info: dict) -> tuple | None:
     """The env's ground-truth state as a hashable tuple: ``info["position"]``, else ``env.unwrapped.position``."""
     value = info.get("position", getattr(env.unwrapped, "position", None))
     return None if value is None else tuple(np.asarray(value).ravel().tolist())
+
+
+class GroundTruth(Callback):
+    """``positions``: the ``ground_truth`` of ``env`` at reset and after every step ([T+1] tuples, or Nones)."""
+
+    def __init__(self, env) -> None:
+        self.env = env
+
+    def on_reset(self, obs: np.ndarray, info: dict) -> None:
+        self.positions = [ground_truth(self.env, info)]
+
+    def on_step(self, step: Step) -> None:
+        self.positions.append(ground_truth(self.env, step.info))
 
 
 @torch.no_grad()
@@ -126,37 +147,18 @@ def optimise_explorer(run: RunDir, config: ExploreConfig, vision, memory, model,
 
 def collect_round(run: RunDir, indices: list[int], seed: int, directory, device) -> None:
     """Collect episodes ``indices`` with the ``curious`` agent; ground-truth states to ``positions/``."""
-    from worldmodels.agents import load_agent
-    from worldmodels.collect.driver import episode_seed
-    from worldmodels.runs.episodes import episode_path, list_episodes, save_episode
-
     existing = list_episodes(run.episodes)
     todo = [i for i in indices if i not in existing]
     if not todo:
         return
     env = run.make_env()
     agent = load_agent("curious", run, str(device))
+    recorder, truth = EpisodeRecorder(), GroundTruth(env)
     for i in todo:
-        s = episode_seed(seed, i)
-        agent.seed(s)
-        obs, info = env.reset(seed=s)
-        state = agent.reset(1)
-        frames, actions, rewards, term, trunc = [obs], [], [], [], []
-        positions = [ground_truth(env, info)]
-        done = False
-        while not done:
-            action, state = agent.act(obs[None], state)
-            obs, reward, terminated, truncated, info = env.step(action[0])
-            frames.append(obs)
-            actions.append(action[0])
-            rewards.append(reward)
-            term.append(terminated)
-            trunc.append(truncated)
-            positions.append(ground_truth(env, info))
-            done = terminated or truncated
-        if positions[0] is not None:
-            atomic_save_npz(directory / "positions" / f"episode_{i:06d}.npz", position=np.asarray(positions))
-        save_episode(episode_path(run.episodes, i), np.stack(frames), np.stack(actions), rewards, term, trunc)
+        drive(env, agent, episode_seed(seed, i), [recorder, truth])
+        if truth.positions[0] is not None:
+            atomic_save_npz(directory / "positions" / f"episode_{i:06d}.npz", position=np.asarray(truth.positions))
+        save_episode(episode_path(run.episodes, i), **recorder.episode())
     env.close()
     meta = run.read_meta()
     meta["collections"].append({"policy": "curious", "seed": seed, "episodes": todo,
@@ -179,13 +181,6 @@ def coverage(directory, indices: list[int]) -> tuple[set, int]:
 def explore(run: RunDir, config: ExploreConfig, progress: bool = True) -> dict:
     """Run (or resume) ``config.rounds`` rounds; returns the history (also ``RUN/explore/history.json``)."""
     from torch.utils.tensorboard import SummaryWriter
-
-    from worldmodels.core.device import pick_device
-    from worldmodels.curiosity.rewards import KINDS, make_intrinsic
-    from worldmodels.curiosity.transitions import fit_intrinsic, run_transitions
-    from worldmodels.runs.episodes import list_episodes
-    from worldmodels.training.memory import MemoryTrainConfig, train_memory
-    from worldmodels.training.vision import VisionTrainConfig, train_vision
 
     if config.intrinsic not in KINDS:
         raise UserError(f"unknown intrinsic reward {config.intrinsic!r}; choose one of {', '.join(KINDS)}")

@@ -9,7 +9,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from worldmodels.agents import load_agent
-from worldmodels.collect.driver import episode_seed, run_episode
+from worldmodels.collect.driver import Frames, drive, episode_seed
 from worldmodels.core.executor import default_workers, make_executor
 from worldmodels.evaluation.video import write_videos
 from worldmodels.runs.rundir import RunDir, atomic_write_json
@@ -25,10 +25,11 @@ def _init_worker(root: str, agent: str, device: str, max_steps: int | None, opti
 
 def _eval_one(task: tuple[int, int, bool]) -> dict:
     index, seed, keep_frames = task
-    episode = run_episode(_WORKER["env"], _WORKER["agent"], seed, keep_frames=keep_frames)
-    out = {"index": index, "seed": seed, "return": float(episode["reward"].sum()), "length": len(episode["reward"])}
+    frames = Frames()
+    outcome = drive(_WORKER["env"], _WORKER["agent"], seed, [frames] if keep_frames else [])
+    out = {"index": index, "seed": seed, "return": outcome.total_reward, "length": outcome.steps}
     if keep_frames:
-        out["frames"] = episode["obs"]
+        out["frames"] = frames.frames()
     return out
 
 

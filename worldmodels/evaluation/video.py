@@ -3,20 +3,19 @@
 
 from __future__ import annotations
 
-import numpy as np
+import os
 
+import cv2
+import numpy as np
+import torch
+
+from worldmodels.runs.artifacts import load_vision
 from worldmodels.runs.rundir import RunDir
 
 
 def write_videos(run: RunDir, agent: str, extremes: dict) -> dict[str, str]:
     """mp4 per extreme episode: the real frame, and beside it the VAE's reconstruction when trained."""
-    import torch
-
-    vision = None
-    if (run.vision / "best.pt").exists():
-        from worldmodels.runs.artifacts import load_vision
-
-        vision = load_vision(run, "cpu")
+    vision = load_vision(run, "cpu") if (run.vision / "best.pt").exists() else None
     out = {}
     for name, (_, frames) in extremes.items():
         panels = [frames]
@@ -34,10 +33,6 @@ def write_videos(run: RunDir, agent: str, extremes: dict) -> dict[str, str]:
 
 def write_mp4(path, frames: np.ndarray, fps: int = 30, scale: int = 4) -> None:
     """RGB frames ``[T, H, W, 3]`` uint8 -> an mp4 (upscaled ``scale`` x, nearest neighbour)."""
-    import os
-
-    import cv2
-
     t, h, w, _ = frames.shape
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.mp4")

@@ -13,7 +13,6 @@ chosen plan) and the final distance to the goal: latent, and ground truth where 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -22,11 +21,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from worldmodels.agents.cem import CEMAgent
+from worldmodels.collect.driver import Callback, DecisionTimer, Step, drive
 from worldmodels.core.errors import UserError
 from worldmodels.envs.spaces import ActionSpec
+from worldmodels.evaluation.video import write_mp4
 from worldmodels.models.memory import Memory, State
 from worldmodels.planning.optimizers import CEMConfig, Objective
 from worldmodels.runs.artifacts import load_world_model
+from worldmodels.runs.episodes import list_episodes, load_episode
 from worldmodels.runs.rundir import RunDir, atomic_write_json
 
 COSTS = ("latent", "pixel")
@@ -137,37 +140,52 @@ def visual_foresight(
 
     ``env`` is reset with ``seed`` and ``reset_options``. Returns the latent and ground-truth
     distances (initial, final; ground truth None without ``distance()``), the steps taken, the
-    seconds per decision and, with ``keep_frames``, the video frames [T, 64, (H+2)*64, 3].
+    seconds per decision and, with ``keep_frames``, the video frames [T+1, 64, (H+2)*64, 3].
     """
-    from worldmodels.agents.cem import CEMAgent
-
     if steps < 1:
         raise UserError(f"steps must be >= 1, got {steps}")
     goal = check_goal(goal, "goal image")
     goal_cost = GoalCost(vision, goal, cost, cost_on)
     agent = CEMAgent(vision, memory, action, config, device, objective=goal_objective(memory, goal_cost))
-    agent.seed(seed)
-    obs, _ = env.reset(seed=seed, options=reset_options)
-    state = agent.reset(1)
-    result = {"initial_latent_distance": goal_cost.latent_distance(obs), "initial_distance": ground_truth_distance(env)}
-    frames, taken, thinking = [], 0, 0.0
-    for _ in range(steps):
-        start = time.perf_counter()
-        before = state
-        actions, state = agent.act(obs[None], state)
-        thinking += time.perf_counter() - start
-        if keep_frames:
-            frames.append(video_frame(obs, goal, agent, before.memory, agent.executed_plan(actions, state.plans)))
-        obs, _, terminated, truncated, _ = env.step(actions[0])
-        taken += 1
-        if terminated or truncated:
-            break
-    result.update(final_latent_distance=goal_cost.latent_distance(obs), final_distance=ground_truth_distance(env),
-                  steps=taken, seconds_per_decision=thinking / max(taken, 1))
+    distances, timer, video = GoalDistances(env, goal_cost), DecisionTimer(), ForesightVideo(agent, goal)
+    outcome = drive(env, agent, seed, [distances, timer, *([video] if keep_frames else [])], reset_options, steps)
+    result = {**distances.initial, "final_latent_distance": goal_cost.latent_distance(outcome.obs),
+              "final_distance": ground_truth_distance(env), "steps": outcome.steps,
+              "seconds_per_decision": timer.per_decision}
     if keep_frames:
-        frames.append(np.concatenate([obs, goal, np.zeros_like(frames[-1][:, 128:])], axis=1))
-        result["frames"] = np.stack(frames)
+        result["frames"] = video.frames()
     return result
+
+
+class GoalDistances(Callback):
+    """``initial``: the latent and the ground-truth distance to the goal at reset (see ``visual_foresight``)."""
+
+    def __init__(self, env, cost: GoalCost) -> None:
+        self.env, self.cost = env, cost
+
+    def on_reset(self, obs: np.ndarray, info: dict) -> None:
+        self.initial = {"initial_latent_distance": self.cost.latent_distance(obs),
+                        "initial_distance": ground_truth_distance(self.env)}
+
+
+class ForesightVideo(Callback):
+    """``frames()`` [T+1, 64, (H+2)*64, 3] uint8: per decision, the frame | the goal | the frames predicted
+    for the plan just chosen; last, the final frame | the goal (then black)."""
+
+    def __init__(self, agent: CEMAgent, goal: np.ndarray) -> None:
+        self.agent, self.goal = agent, goal
+
+    def on_reset(self, obs: np.ndarray, info: dict) -> None:
+        self._frames: list[np.ndarray] = []
+
+    def on_step(self, step: Step) -> None:
+        plan = self.agent.executed_plan(step.action[None], step.next_state.plans)
+        self._frames.append(video_frame(step.obs, self.goal, self.agent, step.state.memory, plan))
+        self._last = step.next_obs
+
+    def frames(self) -> np.ndarray:
+        final = np.concatenate([self._last, self.goal, np.zeros_like(self._frames[-1][:, 128:])], axis=1)
+        return np.stack([*self._frames, final])
 
 
 @torch.no_grad()
@@ -198,8 +216,6 @@ def load_goal(run: RunDir, path: str | Path | None = None, episode: int | None =
         if image is None:
             raise UserError(f"cannot read goal image {path}: not an image file")
         return check_goal(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), f"goal image {path}")
-    from worldmodels.runs.episodes import list_episodes, load_episode
-
     episodes = list_episodes(run.episodes)
     if episode is None or step is None:
         raise UserError("give a goal: --goal IMAGE, or --goal-episode E with --goal-step T")
@@ -228,8 +244,6 @@ def run_foresight(
 
     ``video`` defaults to ``RUN/eval/foresight.mp4``. Returns the summary that was written.
     """
-    from worldmodels.evaluation.video import write_mp4
-
     run.read_meta()
     vision, memory = load_world_model(run, device)
     env = run.make_env()
