@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from worldmodels.collect.driver import episode_seed, run_episode
+from worldmodels.collect.driver import drive, episode_seed
 from worldmodels.dream.cma import train_cma
 from worldmodels.evaluation.evaluate import evaluate
 from worldmodels.pipeline import presets, run_pipeline
@@ -103,7 +103,7 @@ def train_cma_in_real_env(run: RunDir, preset: str, max_steps: int) -> dict:
 
 
 class PixelPPO:
-    """A PPO pixel policy as an agent (``act(obs [1, 64, 64, 3])``) for ``run_episode``."""
+    """A PPO pixel policy as an agent (``act(obs [1, 64, 64, 3])``) for ``drive``."""
 
     def __init__(self, model):
         self.model = model
@@ -133,8 +133,7 @@ def ppo_on_pixels(run: RunDir, steps: int, episodes: int, seed: int, max_steps: 
         model.save(str(path))
     env = run.make_env(max_steps=max_steps)
     agent = PixelPPO(model)
-    returns = [float(run_episode(env, agent, episode_seed(seed, i), keep_frames=False)["reward"].sum())
-               for i in range(episodes)]
+    returns = [drive(env, agent, episode_seed(seed, i)).total_reward for i in range(episodes)]
     r = np.array(returns)
     return {"agent": "ppo-pixels", "returns": returns, "mean": float(r.mean()), "std": float(r.std()),
             "min": float(r.min()), "max": float(r.max()), "episodes": episodes}

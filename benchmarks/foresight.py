@@ -24,6 +24,7 @@ import numpy as np
 
 from worldmodels.agents.cem import planner_config
 from worldmodels.collect.collector import CollectConfig, collect
+from worldmodels.collect.driver import drive
 from worldmodels.envs.point import PointMass
 from worldmodels.planning.foresight import visual_foresight
 from worldmodels.runs.artifacts import load_memory, load_vision
@@ -43,13 +44,25 @@ def build(run: RunDir, episodes: int, vision_epochs: int, memory_epochs: int, ra
     return time.perf_counter() - start
 
 
+class UniformAgent:
+    """Uniform random velocities in [-1, 1]^2, or (``hold``) the first one drawn, repeated."""
+
+    def __init__(self, hold: bool) -> None:
+        self.hold = hold
+
+    def seed(self, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+
+    def reset(self, batch: int = 1) -> np.ndarray:
+        return self.rng.uniform(-1, 1, 2)  # the held action
+
+    def act(self, obs: np.ndarray, held: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return (held if self.hold else self.rng.uniform(-1, 1, 2))[None], held
+
+
 def baseline(env, options: dict, seed: int, steps: int, hold: bool) -> float:
-    """Final distance of uniform random actions (``hold``: one action repeated)."""
-    rng = np.random.default_rng(seed)
-    env.reset(seed=seed, options=options)
-    action = rng.uniform(-1, 1, 2)
-    for _ in range(steps):
-        env.step(action if hold else rng.uniform(-1, 1, 2))
+    """Final distance of uniform random actions (``hold``: one action repeated) after ``steps`` steps."""
+    drive(env, UniformAgent(hold), seed, options=options, max_steps=steps)
     return env.unwrapped.distance()
 
 
