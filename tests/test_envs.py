@@ -136,3 +136,52 @@ def test_make_env_errors_name_the_problem(spec, kwargs, message):
 def test_bad_env_kwargs_json(text):
     with pytest.raises(UserError, match="--env-kwargs"):
         parse_kwargs(text)
+
+
+def test_module_colon_env_id_imports_the_module_then_makes_the_registered_id():
+    env = make_env("gymnasium.envs.box2d:CarRacing-v3")  # gym.make's own "module:EnvId" form
+    assert ActionSpec.from_space(env.action_space).dim == 3
+    env.close()
+
+
+def test_a_module_in_the_current_directory_is_found(tmp_path, monkeypatch):
+    (tmp_path / "my_local_envs.py").write_text(
+        "from worldmodels.envs.catch import Catch\n\nclass Local(Catch):\n    pass\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.path", [p for p in __import__("sys").path if p not in ("", str(tmp_path))])
+    env = make_env("my_local_envs:Local", balls=1)
+    assert_pixel_obs(env.reset(seed=0)[0])
+    env.close()
+    with pytest.raises(UserError, match=r"not installed, and no missing_mod\.py or missing_mod/ in the current"):
+        make_env("missing_mod:Env")
+
+
+def test_an_untrusted_spec_may_name_env_classes_but_no_other_function(tmp_path, monkeypatch):
+    monkeypatch.delenv("WM_TRUST_RUN", raising=False)
+    env = make_env("worldmodels.envs.catch:Catch", trusted=False, balls=1)  # a gymnasium.Env class: fine
+    env.close()
+    marker = tmp_path / "ran"
+    with pytest.raises(UserError, match="not a gymnasium.Env class.*WM_TRUST_RUN=1"):
+        make_env("os:system", trusted=False, command=f"touch {marker}")
+    assert not marker.exists()
+
+
+def test_a_planted_run_json_runs_no_code(tmp_path, capsys, monkeypatch):
+    """run.json's env spec from someone else's run directory never calls an arbitrary function."""
+    import json
+
+    from worldmodels.cli import main
+
+    monkeypatch.delenv("WM_TRUST_RUN", raising=False)
+    run = tmp_path / "run"
+    assert main(["collect", "worldmodels.envs.catch:Catch", "--run", str(run), "--episodes", "1", "--workers", "1",
+                 "--env-kwargs", '{"balls": 1}']) == 0
+    meta = json.loads((run / "run.json").read_text())
+    marker = tmp_path / "payload-ran"
+    meta["env"].update(spec="os:system", kwargs={"command": f"touch {marker}"})
+    (run / "run.json").write_text(json.dumps(meta))
+    capsys.readouterr()
+    assert main(["eval", "--run", str(run), "--agent", "random", "--episodes", "1", "--workers", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "WM_TRUST_RUN=1" in err[0], err
+    assert not marker.exists()
