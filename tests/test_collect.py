@@ -161,7 +161,7 @@ def test_corrupt_episodes_are_reported_and_recollected(catch_run, catch_run_copy
     (["NoSuchEnv-v0"], "unknown environment 'NoSuchEnv-v0'"),
     (["worldmodels.envs.catch:NoSuchEnv"], "has no attribute 'NoSuchEnv'"),
     (["no_such_module:Env"], "cannot import module 'no_such_module'"),
-    ([CATCH, "--env-kwargs", "{balls: 3"], "--env-kwargs is not valid JSON"),
+    ([CATCH, "--env-kwargs", "{balls: 3"], "--env-kwargs: not valid JSON"),
     ([CATCH, "--env-kwargs", '{"bals": 3}'], "cannot create"),
     (["tests.test_collect:MultiDiscreteEnv"], "unsupported action space MultiDiscrete"),
     (["CartPole-v1", "--env-kwargs", '{"render_mode": null}'], "not an RGB image"),
@@ -171,7 +171,7 @@ def test_user_errors_are_one_line_without_traceback(tmp_path, capsys, args, mess
     code, out, err = wm_collect(capsys, *args, "--run", str(tmp_path / "run"))
     assert code != 0
     assert err.startswith("wm collect: error: ") and message in err and len(err.splitlines()) == 1
-    assert not (tmp_path / "run" / "episodes").exists()
+    assert not (tmp_path / "run").exists()  # nothing written, not even the directory
 
 
 def test_a_different_env_on_an_existing_run_is_refused(catch_run_copy, capsys):
@@ -198,6 +198,6 @@ def test_help_lists_stages_and_flags():
     top = subprocess.run([*WM, "--help"], capture_output=True, text=True, check=True).stdout
     assert "collect" in top and "train" in top
     text = subprocess.run([*WM, "collect", "--help"], capture_output=True, text=True, check=True).stdout
-    for flag in ("--run", "--episodes", "--max-steps", "--workers", "--policy", "--seed", "--env-kwargs",
+    for flag in ("--run", "--episodes", "--max-steps", "--workers", "--agent", "--seed", "--env-kwargs",
                  "--frame-skip", "--crop"):
         assert flag in text

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import asdict, fields
+from pathlib import Path
 
 from worldmodels import __version__
 from worldmodels.agents import AGENTS
@@ -20,6 +21,7 @@ from worldmodels.core.device import pick_device
 from worldmodels.core.errors import UserError
 from worldmodels.core.settings import add_flags, build, flags_of, given, reject_inapplicable, set_path
 from worldmodels.curiosity.explore import add_parser as add_explore
+from worldmodels.dream.imagine import DreamConfig
 from worldmodels.evaluation.evaluate import EvalConfig, evaluate
 from worldmodels.pipeline import presets, run_pipeline
 from worldmodels.planning.foresight import ForesightConfig, load_goal, run_foresight
@@ -134,20 +136,23 @@ def add_dream(sub) -> None:
     p.set_defaults(func=cmd_dream)
 
 
+def dream_config(args):
+    """The ``DreamConfig`` of ``wm dream``'s --temperature, --done-threshold and --dream-steps."""
+    return DreamConfig(args.temperature, args.done_threshold, args.dream_steps)
+
+
 def cmd_dream(args) -> None:
     from worldmodels.runs.rundir import RunDir
 
     run = RunDir(args.run)
     run.read_meta()
     if args.algo == "cma":
-        from worldmodels.dream.cma import CMAConfig, train_cma
+        from worldmodels.dream.cma import CMAConfig, forget, train_cma
 
         if not args.resume:
-            for name in ("cma_state.pkl", "history.json", "params.npz", "config.json"):
-                (run.controller / name).unlink(missing_ok=True)
+            forget(run)
         config = CMAConfig(generations=args.generations, population=args.population, rollouts=args.rollouts,
-                           sigma0=args.sigma0, hidden=args.hidden, temperature=args.temperature,
-                           done_threshold=args.done_threshold, max_steps=args.dream_steps,
+                           sigma0=args.sigma0, hidden=args.hidden, dream=dream_config(args),
                            real_every=args.real_every, real_episodes=args.real_episodes,
                            real_max_steps=args.real_max_steps, select=args.select, workers=args.workers,
                            backend=args.backend, ray_address=args.ray_address, intrinsic=args.intrinsic,
@@ -165,8 +170,7 @@ def cmd_dream(args) -> None:
         if not args.resume and sb3_path(run, args.algo).exists():
             sb3_path(run, args.algo).unlink()
         info = train_sb3(run, SB3Config(algo=args.algo, timesteps=args.timesteps, envs=args.envs,
-                                        temperature=args.temperature, done_threshold=args.done_threshold,
-                                        max_steps=args.dream_steps, intrinsic=args.intrinsic, beta=args.beta,
+                                        dream=dream_config(args), intrinsic=args.intrinsic, beta=args.beta,
                                         seed=args.seed, device=args.device))
         print(f"dream: {info['algo'].upper()} trained for {info['timesteps']} dream steps -> {info['path']}")
     print(f"next: wm eval --run {run.root} --agent {'controller' if args.algo == 'cma' else 'sb3'}")
@@ -318,19 +322,33 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run ``wm ARGV``; returns the exit code (0 done, 2 a user error, 130 interrupted)."""
+    """Run ``wm ARGV``; returns the exit code (0 done, 2 a user error, 130 interrupted).
+
+    A command holds its run directory's lock while it works (one command per run at a time);
+    a directory it created and left empty (a command that failed at once) is removed again.
+    """
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as e:  # --help, --version, or a bad flag (already printed on one line)
         return int(e.code or 0)
+    root = Path(args.run) if getattr(args, "run", None) else None
+    created = root is not None and not root.exists()
     try:
-        args.func(args)
+        if root is None:
+            args.func(args)
+        else:
+            root.mkdir(parents=True, exist_ok=True)
+            with RunDir(root).lock(f"wm {args.command}"):
+                args.func(args)
     except UserError as e:
         print(f"wm {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"\nwm {args.command}: interrupted; re-run the same command to resume", file=sys.stderr)
         return 130
+    finally:
+        if created and root.is_dir() and not any(root.iterdir()):
+            root.rmdir()
     return 0
 
 

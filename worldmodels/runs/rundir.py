@@ -16,6 +16,9 @@ import json
 import os
 import platform
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +75,31 @@ def versions() -> dict:
     return out
 
 
+LOCK_NAME = ".lock"
+_HELD: dict[Path, int] = {}  # locks this process holds, with their nesting depth
+
+
+def _read_lock(path: Path) -> dict | None:
+    try:
+        holder = json.loads(path.read_text())
+        return holder if isinstance(holder, dict) and isinstance(holder.get("pid"), int) else None
+    except (OSError, json.JSONDecodeError):
+        return None  # unreadable: half written by a killed process, treated as stale
+
+
+def _alive(holder: dict) -> bool:
+    """Whether the lock's process still runs (on another host we cannot tell: assume it does)."""
+    if holder.get("host") not in (None, platform.node()):
+        return True
+    try:
+        os.kill(holder["pid"], 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class RunDir:
     """The paths of a run and its ``run.json``."""
 
@@ -102,6 +130,46 @@ class RunDir:
 
     def write_meta(self, meta: dict) -> None:
         atomic_write_json(self.meta_path, meta)
+
+    @contextmanager
+    def lock(self, command: str) -> Iterator[None]:
+        """Hold ``RUN/.lock`` while ``command`` works on this run: one command per run at a time.
+
+        A second command fails at once with a ``UserError`` naming the holder's command and PID. A
+        lock left by a killed process (its PID gone) is taken over. Re-entrant within a process.
+        """
+        path = self.root / LOCK_NAME
+        if _HELD.get(path.resolve(), 0):
+            _HELD[path.resolve()] += 1
+            try:
+                yield
+            finally:
+                _HELD[path.resolve()] -= 1
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        record = json.dumps({"pid": os.getpid(), "command": command, "host": platform.node(),
+                             "since": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        for _ in range(2):
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                holder = _read_lock(path)
+                if holder is not None and _alive(holder):
+                    raise UserError(f"{self.root} is in use by `{holder.get('command', '?')}` (PID {holder['pid']}, "
+                                    f"since {holder.get('since', '?')}); wait for it to finish or stop it") from None
+                path.unlink(missing_ok=True)  # left by a killed command
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(record)
+            break
+        else:
+            raise UserError(f"cannot take the lock {path}; remove it if no command is running on this run")
+        _HELD[path.resolve()] = 1
+        try:
+            yield
+        finally:
+            _HELD.pop(path.resolve(), None)
+            path.unlink(missing_ok=True)
 
     # What later stages read from run.json, never from repeated flags.
     def env_spec(self) -> tuple[str, dict, PixelConfig, int | None]:
