@@ -2,7 +2,7 @@
 
 Agents are found by name in ``AGENTS``: each entry is ``"module:function"``, a loader
 ``load(run: RunDir, device: str, **options) -> Agent``. Adding an agent is one small module
-and one line here; ``wm collect --policy NAME`` and ``wm eval --agent NAME`` both use it.
+and one line here; ``wm collect --agent NAME`` and ``wm eval --agent NAME`` both use it.
 """
 
 from __future__ import annotations

@@ -27,20 +27,33 @@ from worldmodels.runs.rundir import RunDir, versions
 
 @dataclass
 class CollectConfig:
-    """What ``wm collect`` does. ``env`` is a Gymnasium id or ``package.module:Callable``."""
+    """What ``wm collect`` does."""
 
-    env: str
+    env: str = field(metadata={"cli": False})
+    """Gymnasium id (CarRacing-v3) or package.module:Callable returning a gymnasium.Env."""
     episodes: int = 16
-    max_steps: int | None = None  # truncate episodes after this many agent steps
-    workers: int | None = None  # default: one per core
-    policy: str = "random"  # any name in agents.AGENTS
+    """Total episodes the run should hold (a re-run completes it)."""
+    max_steps: int | None = field(default=None, metadata={"none": "the env's own limit"})
+    """Truncate real-env episodes after this many agent steps."""
+    workers: int | None = field(default=None, metadata={"none": "one per core"})
+    """Worker processes (or Ray actors) running episodes."""
+    agent: str = "random"
+    """Agent that acts: random, brownian, or any trained agent of the run (see wm eval --agent)."""
     seed: int = 0
+    """Episode i is seeded from (seed, i), whatever the worker count."""
     env_kwargs: dict = field(default_factory=dict)
-    frame_skip: int | None = None
-    crop: tuple[int, int, int, int] | None = None
-    device: str = "cpu"  # where a model-based policy runs in the workers
-    backend: str = "local"  # "local" processes or "ray" actors (workers write RUN/episodes: shared storage)
-    ray_address: str | None = None  # the Ray cluster to attach to (None: $RAY_ADDRESS or a local one)
+    """JSON object of env constructor kwargs, e.g. '{"continuous": false}'."""
+    frame_skip: int | None = field(default=None, metadata={"none": "1"})
+    """Env steps per agent action."""
+    crop: tuple[int, int, int, int] | None = field(default=None, metadata={"none": "CarRacing drops its dashboard",
+                                                                         "metavar": "TOP,BOTTOM,LEFT,RIGHT"})
+    """Crop of raw frames in raw-frame pixels, before resizing to 64x64."""
+    device: str = "cpu"
+    """Where a model-based agent runs in the workers: cpu, cuda, cuda:N, or auto."""
+    backend: str = field(default="local", metadata={"choices": ["local", "ray"]})
+    """Where episodes run: local processes, or Ray actors (the run directory must be on shared storage)."""
+    ray_address: str | None = field(default=None, metadata={"none": "$RAY_ADDRESS, else a new local Ray"})
+    """Ray cluster to attach to: HOST:PORT, or auto for the one `ray start` made on this node."""
 
 
 def env_meta(config: CollectConfig) -> dict:
@@ -68,10 +81,10 @@ def check_same_env(existing: dict, new: dict, root: Path) -> None:
 _WORKER: dict = {}
 
 
-def _init_worker(root: str, policy: str, device: str, max_steps: int | None) -> None:
+def _init_worker(root: str, agent: str, device: str, max_steps: int | None) -> None:
     run = RunDir(root)
     _WORKER["env"] = run.make_env(max_steps=max_steps)
-    _WORKER["agent"] = load_agent(policy, run, device)
+    _WORKER["agent"] = load_agent(agent, run, device)
     _WORKER["dir"] = run.episodes
 
 
@@ -114,7 +127,7 @@ def collect(run: RunDir, config: CollectConfig, progress: bool = True) -> dict:
     action = ActionSpec.from_dict(meta_env["action_space"])
     workers = config.workers or default_workers()
     executor = make_executor(config.backend, workers, _init_worker,
-                             (str(run.root.resolve()), config.policy, config.device, config.max_steps), config.ray_address)
+                             (str(run.root.resolve()), config.agent, config.device, config.max_steps), config.ray_address)
     run.root.mkdir(parents=True, exist_ok=True)
     run.write_meta(meta)
     todo, problems = scan(run, action, config.episodes)
@@ -133,7 +146,7 @@ def collect(run: RunDir, config: CollectConfig, progress: bool = True) -> dict:
 
     if tasks:
         meta = run.read_meta()
-        meta["collections"].append({"policy": config.policy, "seed": config.seed, "episodes": todo,
+        meta["collections"].append({"agent": config.agent, "seed": config.seed, "episodes": todo,
                                     "max_steps": config.max_steps, "workers": workers, "backend": config.backend,
                                     "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
         run.write_meta(meta)

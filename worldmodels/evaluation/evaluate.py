@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -13,6 +14,31 @@ from worldmodels.collect.driver import Frames, drive, episode_seed
 from worldmodels.core.executor import default_workers, make_executor
 from worldmodels.evaluation.video import write_videos
 from worldmodels.runs.rundir import RunDir, atomic_write_json
+
+
+@dataclass
+class EvalConfig:
+    """What ``wm eval`` does: ``episodes`` seeded real-env episodes of one agent."""
+
+    agent: str = "controller"
+    """Agent to score: random, brownian, controller, noisy-controller, sb3, curious, cem."""
+    episodes: int = 10
+    """Real-env episodes; episode i is seeded from (seed, i)."""
+    max_steps: int | None = field(default=None, metadata={"none": "the run's setting"})
+    """Truncate real-env episodes after this many agent steps."""
+    seed: int = 0
+    """Episode i is seeded from (seed, i), whatever the worker count."""
+    video: bool = False
+    """Write videos of the best and the worst episode (real frames beside the VAE reconstruction)."""
+    device: str = "cpu"
+    """Where a model-based agent runs: cpu, cuda, cuda:N, or auto."""
+    workers: int | None = field(default=None, metadata={"none": "one per core"})
+    """Worker processes (or Ray actors) running episodes."""
+    backend: str = field(default="local", metadata={"choices": ["local", "ray"]})
+    """Where episodes run: local processes, or Ray actors (the run directory must be on shared storage)."""
+    ray_address: str | None = field(default=None, metadata={"none": "$RAY_ADDRESS, else a new local Ray"})
+    """Ray cluster to attach to: HOST:PORT, or auto for the one `ray start` made on this node."""
+
 
 _WORKER: dict = {}
 
@@ -44,9 +70,9 @@ def evaluate(run: RunDir, agent: str, episodes: int = 10, workers: int | None = 
     the best and the worst episode, real frames beside the VAE reconstruction. ``backend``
     ``"ray"`` runs the episodes on Ray actors (at ``ray_address``; see ``worldmodels.executor``).
     """
-    run.read_meta()
+    run_max_steps = run.env_spec()[3]  # run.json read (and its env spec checked) before any worker starts
     if max_steps is None:
-        max_steps = run.env_spec()[3]
+        max_steps = run_max_steps
     workers = min(workers or default_workers(), episodes)
     options = agent_options or {}
     load_agent(agent, run, device, **options)  # user errors (unknown agent, missing model) here, not in a worker
