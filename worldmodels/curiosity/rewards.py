@@ -29,8 +29,10 @@ from torch import Tensor, nn
 
 from worldmodels.core.errors import UserError
 from worldmodels.envs.spaces import ActionSpec
+from worldmodels.models import MDNRNN, MDNRNNConfig
 from worldmodels.models.memory import State
 from worldmodels.runs.artifacts import load_world_model
+from worldmodels.runs.rundir import RunDir
 
 KINDS = ("surprise", "icm", "disagreement", "infogain")
 
@@ -277,9 +279,6 @@ def make_intrinsic(kind: str, run_or_models=None, device: torch.device | str = "
     (then ``z_dim`` and ``action`` say the sizes; ``surprise`` gets a fresh small MDN-RNN). ``kw``
     go to the class (``members``, ``eta``, ``use_hidden``, ``lr``, ...).
     """
-    from worldmodels.models import MDNRNN, MDNRNNConfig
-    from worldmodels.runs.rundir import RunDir
-
     if kind not in KINDS:
         raise UserError(f"unknown intrinsic reward {kind!r}; choose one of {', '.join(KINDS)}")
     memory = run_or_models
