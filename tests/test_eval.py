@@ -15,6 +15,7 @@ from tests.test_dream import build_trained_catch, copy_run, wm_error
 from worldmodels.cli import main
 from worldmodels.collect.driver import episode_seed
 from worldmodels.evaluation.evaluate import evaluate
+from worldmodels.evaluation.video import CAPTION_HEIGHT, episode_captions
 from worldmodels.runs.rundir import RunDir
 
 
@@ -77,9 +78,18 @@ def test_video_shows_real_frames_beside_the_reconstruction(trained_catch, tmp_pa
         assert results["videos"][name] == str(path)
         video = cv2.VideoCapture(str(path))
         ok, frame = video.read()
-        assert ok and frame.shape == (64 * 4, 2 * 64 * 4, 3)  # real | VAE reconstruction, 4x upscaled
+        # real | VAE reconstruction, 4x upscaled, above a caption strip (agent, step, return)
+        assert ok and frame.shape == (64 * 4 + CAPTION_HEIGHT, 2 * 64 * 4, 3)
+        assert frame[64 * 4 + 4:].max() > 200  # white caption text on the dark strip
         assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) in {length + 1 for length in results["lengths"]}
+        assert video.get(cv2.CAP_PROP_FOURCC) == cv2.VideoWriter_fourcc(*"h264")  # H.264: browsers play it
         video.release()
+
+
+def test_captions_count_steps_and_the_return_so_far():
+    assert episode_captions("random (best)", [1.0, 0.0, -0.5]) == [
+        "random (best)  step 0  return 0.0", "random (best)  step 1  return 1.0",
+        "random (best)  step 2  return 1.0", "random (best)  step 3  return 0.5"]
 
 
 def test_eval_errors_are_one_line(trained_catch, tmp_path, capsys):

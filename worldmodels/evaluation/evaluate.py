@@ -10,8 +10,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from worldmodels.agents import load_agent
-from worldmodels.collect.driver import Frames, drive, episode_seed
+from worldmodels.collect.driver import EpisodeRecorder, drive, episode_seed
 from worldmodels.core.executor import default_workers, make_executor
+from worldmodels.core.settings import require_at_least
 from worldmodels.evaluation.video import write_videos
 from worldmodels.runs.rundir import RunDir, atomic_write_json
 
@@ -39,6 +40,9 @@ class EvalConfig:
     ray_address: str | None = field(default=None, metadata={"none": "$RAY_ADDRESS, else a new local Ray"})
     """Ray cluster to attach to: HOST:PORT, or auto for the one `ray start` made on this node."""
 
+    def __post_init__(self) -> None:
+        require_at_least(self, 1, "episodes", "max_steps", "workers")
+
 
 _WORKER: dict = {}
 
@@ -51,11 +55,12 @@ def _init_worker(root: str, agent: str, device: str, max_steps: int | None, opti
 
 def _eval_one(task: tuple[int, int, bool]) -> dict:
     index, seed, keep_frames = task
-    frames = Frames()
-    outcome = drive(_WORKER["env"], _WORKER["agent"], seed, [frames] if keep_frames else [])
+    recorder = EpisodeRecorder()
+    outcome = drive(_WORKER["env"], _WORKER["agent"], seed, [recorder] if keep_frames else [])
     out = {"index": index, "seed": seed, "return": outcome.total_reward, "length": outcome.steps}
     if keep_frames:
-        out["frames"] = frames.frames()
+        episode = recorder.episode()
+        out["frames"], out["rewards"] = episode["obs"], episode["reward"]
     return out
 
 
@@ -83,12 +88,12 @@ def evaluate(run: RunDir, agent: str, episodes: int = 10, workers: int | None = 
     start = time.perf_counter()
     bar = tqdm(total=episodes, desc=f"eval {agent}", unit="ep", disable=not progress)
     for r in executor.map_unordered(_eval_one, tasks):
-        frames = r.pop("frames", None)
+        frames, rewards = r.pop("frames", None), r.pop("rewards", None)
         results.append(r)
         if frames is not None:  # keep only the best and the worst episode's frames
             for name, better in (("best", np.greater), ("worst", np.less)):
                 if name not in extremes or better(r["return"], extremes[name][0]["return"]):
-                    extremes[name] = (r, frames)
+                    extremes[name] = (r, frames, rewards)
         bar.update(1)
         bar.set_postfix(ret=f"{r['return']:.1f}")
     bar.close()
