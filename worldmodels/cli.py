@@ -301,10 +301,13 @@ def cmd_foresight(args) -> None:
 
 def add_report(sub) -> None:
     p = sub.add_parser("report", help="write a self-contained HTML page of a run's results",
-                       description="Tables (measured scores beside published anchors), PNG plots of the "
-                                   "training and CMA-ES curves and score distributions, and episode filmstrips.")
+                       description="Scores with their sources (published anchors on CarRacing only), per-episode "
+                                   "scores, learning curves with rounds marked, reconstructions and dreams, the "
+                                   "run's videos, config, seeds and versions.")
     add_run_dir(p)
-    p.add_argument("--out", default=None, help="output path (default RUN/report.html)")
+    p.add_argument("--out", default=None,
+                   help="output folder: index.html and media/, linked relatively; nothing is written elsewhere "
+                        "(default RUN/report)")
     p.set_defaults(func=cmd_report)
 
 

@@ -1,22 +1,24 @@
-"""``wm report``: one self-contained HTML page of a run (tables, PNG plots, video filmstrips).
+"""``wm report``: one HTML page of a run in a folder of its own (``OUT/index.html`` beside ``OUT/media/``),
+linked relatively so the folder can be moved or served: scores with their sources, per-episode scores,
+learning curves with rounds marked, reconstructions and dreams, playable videos, config and versions.
 """
 
 from __future__ import annotations
 
-import base64
 import html
 import json
+import shutil
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 
+from worldmodels.report.media import filmstrip, world_model_strips
 from worldmodels.report.plots import histogram, line_plot
 from worldmodels.runs.episodes import list_episodes
 from worldmodels.runs.rundir import RunDir, atomic_write_bytes
 
-# Published CarRacing scores (mean +- std over 100 random tracks; CarRacing-v0), for context only.
+# Published CarRacing scores (mean +- std over 100 random tracks), for context only.
 LITERATURE = [
     ("World Models, full model (V+M+C)", 906, 21, "Ha & Schmidhuber 2018"),
     ("World Models, V only", 632, 251, "Ha & Schmidhuber 2018"),
@@ -24,42 +26,38 @@ LITERATURE = [
     ("A3C (continuous)", 591, 45, "Jang, Min & Lee 2017"),
     ("DQN", 343, 18, "Prieur 2017"),
 ]
+LITERATURE_SETTING = "CarRacing-v0, full 1,000-step episodes, 100 tracks"
+SCORE_COLUMNS = ["agent", "mean", "std", "min", "max", "episodes", "mean length", "max steps", "source"]
 
 
 def _json(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def _img(path: Path) -> str:
-    return f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()}">'
-
-
-def filmstrip(video: Path, out: Path, frames: int = 16) -> Path | None:
-    """``frames`` evenly spaced frames of an mp4, side by side, as a PNG."""
-    cap = cv2.VideoCapture(str(video))
-    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-    picked = []
-    for index in np.linspace(0, max(total - 1, 0), frames).astype(int):
-        cap.set(cv2.CAP_PROP_POS_FRAMES, int(index))
-        ok, frame = cap.read()
-        if ok:
-            picked.append(cv2.resize(frame, (frame.shape[1] // 4, frame.shape[0] // 4), interpolation=cv2.INTER_AREA))
-    cap.release()
-    if not picked:
-        return None
-    cv2.imwrite(str(out), np.concatenate(picked, axis=1))
+def evaluations(run: RunDir) -> list[dict]:
+    """Every agent's scores, ``RUN/eval/AGENT.json`` (files without per-episode returns, such as
+    ``foresight.json`` and the ``results.json`` copy of the latest, are not agents' scores)."""
+    out = []
+    for path in sorted(run.eval.glob("*.json")):
+        r = json.loads(path.read_text())
+        if path.name != "results.json" and isinstance(r, dict) and {"agent", "returns"} <= r.keys():
+            out.append({**r, "file": f"eval/{path.name}"})
     return out
 
 
-def score_rows(run: RunDir) -> list[dict]:
-    """Measured scores, one row per evaluated agent (from ``RUN/eval/AGENT.json``)."""
+def score_rows(run: RunDir, env: str) -> list[dict]:
+    """Measured rows (one per evaluated agent), then, on CarRacing runs only, the published ones."""
     rows = []
-    for path in sorted(run.eval.glob("*.json")):
-        if path.name == "results.json":
-            continue
-        r = json.loads(path.read_text())
+    for r in evaluations(run):
+        lengths = r.get("lengths") or []
         rows.append({"agent": r["agent"], "mean": r["mean"], "std": r["std"], "min": r["min"], "max": r["max"],
-                     "episodes": r["episodes"], "source": "measured"})
+                     "episodes": r["episodes"], "mean length": float(np.mean(lengths)) if lengths else "",
+                     "max steps": r.get("max_steps") or "env's limit", "class": "measured",
+                     "source": f"measured here: {r['file']}, {env}, seed {r.get('seed', '?')}"})
+    if env.startswith("CarRacing"):
+        rows += [{"agent": name, "mean": float(m), "std": float(s), "episodes": 100, "mean length": 1000.0,
+                  "max steps": 1000, "class": "literature", "source": f"published, {ref}: {LITERATURE_SETTING}"}
+                 for name, m, s, ref in LITERATURE]
     return rows
 
 
@@ -67,7 +65,7 @@ def table(rows: list[dict], columns: list[str]) -> str:
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
     body = []
     for row in rows:
-        cls = f' class="{row["source"]}"' if "source" in row else ""
+        cls = f' class="{row["class"]}"' if "class" in row else ""
         cells = "".join(f"<td>{_cell(row.get(c, ''))}</td>" for c in columns)
         body.append(f"<tr{cls}>{cells}</tr>")
     return f"<table><tr>{head}</tr>{''.join(body)}</table>"
@@ -77,36 +75,89 @@ def _cell(v) -> str:
     return f"{v:.1f}" if isinstance(v, float) else html.escape(str(v))
 
 
-def plots(run: RunDir, out: Path) -> list[Path]:
-    """PNG plots of whatever the run has: training losses, CMA-ES fitness, score distribution."""
-    made = []
+def _details(summary: str, body: str) -> str:
+    return f"<details><summary>{html.escape(summary)}</summary>{body}</details>"
+
+
+def _pre(obj) -> str:
+    return f"<pre>{html.escape(json.dumps(obj, indent=1))}</pre>"
+
+
+def per_episode(evals: list[dict]) -> list[str]:
+    """One collapsible table per agent: episode, seed, return, length."""
+    out = []
+    for r in evals:
+        seeds, lengths = r.get("seeds") or [], r.get("lengths") or []
+        rows = [{"episode": i, "seed": seeds[i] if i < len(seeds) else "", "return": float(ret),
+                 "length": lengths[i] if i < len(lengths) else ""} for i, ret in enumerate(r["returns"])]
+        out.append(_details(f"{r['agent']}: {len(rows)} episodes ({r['file']})",
+                            table(rows, ["episode", "seed", "return", "length"])))
+    return out
+
+
+def round_marks(run: RunDir) -> dict[str, dict[float, str]]:
+    """Where rounds began, per curve ("memory", "vision", "cma"): ``wm run``'s pipeline rounds (from
+    ``pipeline.json``'s settings) and ``wm explore``'s rounds (from ``explore/history.json``)."""
+    marks: dict[str, dict[float, str]] = {"vision": {}, "memory": {}, "cma": {}}
+    settings = (_json(run.root / "pipeline.json") or {}).get("settings") or {}
+    for r in range(1, settings.get("rounds", 1)):
+        marks["memory"][settings["memory"]["epochs"] + (r - 1) * settings["round_memory_epochs"] + 0.5] = f"round {r + 1}"
+        marks["cma"][settings["cma"]["generations"] + (r - 1) * settings["round_generations"] + 0.5] = f"round {r + 1}"
+    explore = _json(run.root / "explore" / "history.json") or {}
+    config = explore.get("config") or {}
+    for r in range(1, len(explore.get("rounds", []))):
+        for stage in ("vision", "memory"):
+            epochs = config[f"{stage}_epochs"] + (r - 1) * config[f"round_{stage}_epochs"]
+            marks[stage][epochs + 0.5] = f"explore {r + 1}"
+    return marks
+
+
+def plots(run: RunDir, out: Path, evals: list[dict]) -> list[Path]:
+    """PNG plots of whatever the run has: training losses, CMA-ES fitness, exploration, score distribution."""
+    made, marks = [], round_marks(run)
     for stage in ("vision", "memory"):
         summary = _json(getattr(run, stage) / "summary.json")
-        if summary and summary["history"]:
+        if summary and summary.get("history"):
             h = summary["history"]
             epochs = [e["epoch"] for e in h]
             made.append(line_plot(out / f"{stage}_loss.png",
                                   {"train": (epochs, [e["train_loss"] for e in h]),
                                    "validation": (epochs, [e["val"]["loss"] for e in h])},
-                                  f"{stage} model loss", "epoch", "loss"))
+                                  f"{stage} model loss", "epoch", "loss", marks[stage]))
     history = _json(run.controller / "history.json")
-    if history and history["generations"]:
+    if history and history.get("generations"):
         g = history["generations"]
         series = {"dream best": ([x["generation"] for x in g], [x["best"] for x in g]),
                   "dream mean": ([x["generation"] for x in g], [x["mean"] for x in g])}
-        if history["real"]:
+        if history.get("real"):
             series["real env (mean solution)"] = ([x["generation"] for x in history["real"]],
                                                   [x["mean"] for x in history["real"]])
         made.append(line_plot(out / "cma_fitness.png", series, "CMA-ES: dream fitness and real-env checks",
-                              "generation", "return"))
-    scores = {}
-    for path in sorted(run.eval.glob("*.json")):
-        if path.name != "results.json":
-            r = json.loads(path.read_text())
-            scores[r["agent"]] = r["returns"]
-    if scores:
-        made.append(histogram(out / "scores.png", scores, "final real-env returns", "return"))
+                              "generation", "return", marks["cma"]))
+    rounds = (_json(run.root / "explore" / "history.json") or {}).get("rounds", [])
+    if rounds:
+        x = [r["round"] for r in rounds]
+        series = {"return mean": (x, [r["return_mean"] for r in rounds])}
+        if rounds[0].get("coverage_round") is not None:
+            series["states covered (round)"] = (x, [r["coverage_round"] for r in rounds])
+        made.append(line_plot(out / "explore.png", series, "wm explore: per round", "round", "value"))
+    if evals:
+        made.append(histogram(out / "scores.png", {r["agent"]: r["returns"] for r in evals},
+                              "final real-env returns", "return"))
     return made
+
+
+def foresight_section(run: RunDir) -> list[str]:
+    """``wm foresight``'s summary: distances to the goal, seconds per decision, planner settings."""
+    s = _json(run.eval / "foresight.json")
+    if not s:
+        return []
+    keys = ["steps", "cost", "cost_on", "seed", "initial_latent_distance", "final_latent_distance",
+            "initial_distance", "final_distance", "seconds_per_decision"]
+    rows = [{"setting": k, "value": s[k] if s.get(k) is not None else "-"} for k in keys if k in s]
+    return ["<h2>Visual foresight</h2>", "<p>Planning toward a goal image with CEM in the world model "
+            "(<code>eval/foresight.json</code>); its video is below.</p>", table(rows, ["setting", "value"]),
+            _details("planner", _pre(s.get("planner")))]
 
 
 def env_steps(run: RunDir) -> int:
@@ -117,47 +168,92 @@ def env_steps(run: RunDir) -> int:
     return total
 
 
-def write_report(run: RunDir, out: Path | None = None) -> Path:
-    """Write ``RUN/report.html`` (or ``out``): self-contained, images inlined as base64."""
+def config_section(run: RunDir, meta: dict, pipeline: dict) -> list[str]:
+    """Collapsible JSON: the env and collections (with seeds), versions, and every stage's config."""
+    parts = [_details("environment (run.json)", _pre(meta.get("env"))),
+             _details("collections: agent, seed, episodes", _pre(meta.get("collections"))),
+             _details("versions", _pre(meta.get("versions")))]
+    if pipeline.get("settings"):
+        parts.append(_details(f"wm run preset {pipeline.get('preset', '')}", _pre(pipeline["settings"])))
+    for name in ("vision", "memory", "controller", "explore"):
+        config = _json(run.root / name / "config.json")
+        if config:
+            parts.append(_details(f"{name}/config.json", _pre(config)))
+    return ["<h2>Configuration, seeds and versions</h2>", *parts]
+
+
+def _img(path: Path, root: Path, alt: str) -> str:
+    return f'<img alt="{html.escape(alt)}" src="{html.escape(path.relative_to(root).as_posix())}">'
+
+
+def videos_section(run: RunDir, out: Path, media: Path) -> list[str]:
+    """Every video of ``RUN/eval`` copied beside the page, embedded, with a labelled filmstrip."""
+    videos = sorted(run.eval.glob("*.mp4"))
+    if not videos:
+        return []
+    parts = ["<h2>Videos</h2><p>Eval videos: the real frame | the VAE's reconstruction, captioned with agent, "
+             "step and return so far. Foresight: the current frame | the goal | predicted frames of the plan.</p>"]
+    for video in videos:
+        copy = media / video.name
+        shutil.copyfile(video, copy)
+        src = html.escape(copy.relative_to(out).as_posix())
+        parts.append(f'<h3>{html.escape(video.name)}</h3><video controls muted preload="metadata" '
+                     f'src="{src}"></video>')
+        strip = filmstrip(video, media / f"{video.stem}_strip.png")
+        if strip:
+            parts.append(_img(strip, out, f"{video.stem} filmstrip"))
+    return parts
+
+
+def write_report(run: RunDir, out: str | Path | None = None) -> Path:
+    """Write the report into the folder ``out`` (default ``RUN/report``): ``index.html`` and ``media/``,
+    nothing elsewhere. Returns the page's path."""
     meta = run.read_meta()
-    out = Path(out) if out else run.root / "report.html"
-    assets = run.root / "report_assets"
-    assets.mkdir(parents=True, exist_ok=True)
+    out = Path(out) if out else run.root / "report"
+    media = out / "media"
+    media.mkdir(parents=True, exist_ok=True)
     env = meta["env"]["spec"]
-    rows = score_rows(run)
-    if env.startswith("CarRacing"):
-        rows += [{"agent": f"{name} [{ref}]", "mean": float(m), "std": float(s), "min": "", "max": "",
-                  "episodes": 100, "source": "literature"} for name, m, s, ref in LITERATURE]
+    evals = evaluations(run)
+    rows = score_rows(run, env)
     pipeline = _json(run.root / "pipeline.json") or {}
     cost = [{"stage": k, "seconds": float(v)} for k, v in pipeline.get("seconds", {}).items()]
+    note = ("Measured rows are this run's evaluations. Rows in grey italics are published CarRacing results "
+            f"({LITERATURE_SETTING}), not measured here: compare with care when this run's episodes are shorter."
+            if env.startswith("CarRacing") else "Measured rows are this run's evaluations.")
     sections = [
         f"<h1>worldmodels run: {html.escape(run.root.name)}</h1>",
         f"<p>env <code>{html.escape(env)}</code>, kwargs <code>{html.escape(json.dumps(meta['env']['kwargs']))}</code>"
         f", preset {html.escape(str(pipeline.get('preset', '-')))}, {env_steps(run)} real env steps collected, "
         f"report written {time.strftime('%Y-%m-%d %H:%M')}</p>",
-        "<h2>Scores in the real environment</h2>",
-        "<p>Rows marked <em>literature</em> are published values (CarRacing-v0, 100 tracks), not measured here.</p>",
-        table(rows, ["agent", "mean", "std", "min", "max", "episodes", "source"]) if rows else "<p>No evaluations yet.</p>",
+        "<h2>Scores in the real environment</h2>", f"<p>{note}</p>",
+        table(rows, SCORE_COLUMNS) if rows else "<p>No evaluations yet.</p>",
     ]
+    if evals:
+        sections += ["<h2>Per-episode scores</h2>", *per_episode(evals)]
+    sections += foresight_section(run)
     if cost:
         sections += ["<h2>Cost</h2>", table(cost, ["stage", "seconds"])]
-    images = plots(run, assets)
+    images = plots(run, media, evals)
     if images:
-        sections += ["<h2>Training and evaluation</h2>", *[_img(p) for p in images]]
-    videos = sorted(run.eval.glob("*.mp4"))
-    if videos:
-        sections.append("<h2>Episodes (real frame | VAE reconstruction)</h2>")
-        for video in videos:
-            strip = filmstrip(video, assets / f"{video.stem}_strip.png")
-            link = f'<a href="{html.escape(str(video.relative_to(out.parent) if video.is_relative_to(out.parent) else video))}">{html.escape(video.name)}</a>'
-            sections.append(f"<h3>{link}</h3>" + (_img(strip) if strip else ""))
+        sections += ["<h2>Learning curves</h2><p>Dashed lines: where a round began.</p>",
+                     *[_img(p, out, p.stem) for p in images]]
+    strips = world_model_strips(run, media)
+    if strips:
+        sections.append("<h2>The world model</h2><p>First stored episode: real frames over the VAE's "
+                        "reconstruction; then real frames over the dream, the memory model's open-loop mean "
+                        "prediction from the first frame fed the episode's actions.</p>")
+        sections += [_img(p, out, name) for name, p in strips.items()]
+    sections += videos_section(run, out, media)
+    sections += config_section(run, meta, pipeline)
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>worldmodels report: {html.escape(run.root.name)}</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}}
 table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}}
-td:first-child,th:first-child{{text-align:left}}tr.literature{{color:#777;font-style:italic;background:#f6f6f6}}
-img{{max-width:100%;display:block;margin:1em 0}}</style></head>
+td:first-child,th:first-child,td:last-child{{text-align:left}}
+tr.literature{{color:#777;font-style:italic;background:#f6f6f6}}
+img,video{{max-width:100%;display:block;margin:1em 0}}pre{{background:#f6f6f6;padding:6px;overflow:auto}}
+</style></head>
 <body>{''.join(sections)}</body></html>
 """
-    atomic_write_bytes(out, page.encode())
-    return out
+    atomic_write_bytes(out / "index.html", page.encode())
+    return out / "index.html"

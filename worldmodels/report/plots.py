@@ -57,6 +57,13 @@ class Canvas:
         return (int(round(self.left + fx * (self.w - self.left - self.right))),
                 int(round(self.h - self.bottom - fy * (self.h - self.top - self.bottom))))
 
+    def vline(self, x: float, label: str) -> None:
+        """A dashed grey vertical at data ``x``, labelled at its top."""
+        px = self.px(x, self.ylim[0])[0]
+        for y in range(self.top, self.h - self.bottom, 8):
+            cv2.line(self.img, (px, y), (px, min(y + 4, self.h - self.bottom)), (120, 120, 120), 1)
+        cv2.putText(self.img, label, (px + 3, self.top + 12), FONT, 0.4, (90, 90, 90), 1, cv2.LINE_AA)
+
     def legend(self, names: list[str]) -> None:
         for i, name in enumerate(names):
             y = self.top + 15 + 16 * i
@@ -72,13 +79,16 @@ class Canvas:
 
 
 def line_plot(path: Path, series: dict[str, tuple[list[float], list[float]]], title: str, xlabel: str,
-              ylabel: str) -> Path:
-    """One line (with dots) per named ``(x, y)`` series."""
+              ylabel: str, marks: dict[float, str] | None = None) -> Path:
+    """One line (with dots) per named ``(x, y)`` series; ``marks`` {x: label} are dashed verticals
+    (where a round began)."""
     series = {k: (np.asarray(x, float), np.asarray(y, float)) for k, (x, y) in series.items() if len(x)}
     xs = np.concatenate([x for x, _ in series.values()]) if series else np.zeros(1)
     ys = np.concatenate([y for _, y in series.values()]) if series else np.zeros(1)
     ys = ys[np.isfinite(ys)] if np.isfinite(ys).any() else np.zeros(1)
     canvas = Canvas(title, xlabel, ylabel, (xs.min(), xs.max()), (ys.min(), ys.max()))
+    for x, label in (marks or {}).items():
+        canvas.vline(x, label)
     for i, (x, y) in enumerate(series.values()):
         color = COLORS[i % len(COLORS)]
         points = [canvas.px(a, b) for a, b in zip(x, y) if np.isfinite(b)]
