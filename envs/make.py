@@ -107,7 +107,7 @@ def make_raw_env(spec: str, *, trusted: bool = True, **kwargs) -> gym.Env:
             kwargs["render_mode"] = "rgb_array"
         try:
             env = factory(**kwargs)
-        except TypeError as e:
+        except (TypeError, ValueError) as e:  # kwargs the constructor refuses
             raise UserError(f"cannot create {spec!r} with kwargs {kwargs}: {e}") from None
         if not isinstance(env, gym.Env):
             raise UserError(f"{spec!r} returned {type(env).__name__}, not a gymnasium.Env")
@@ -117,7 +117,7 @@ def make_raw_env(spec: str, *, trusted: bool = True, **kwargs) -> gym.Env:
         return gym.make(env_id, **kwargs)
     except gym.error.Error as e:
         raise UserError(f"unknown environment {spec!r}: {e}") from None
-    except TypeError as e:
+    except (TypeError, ValueError) as e:
         raise UserError(f"cannot create {spec!r} with kwargs {kwargs}: {e}") from None
 
 

@@ -18,6 +18,7 @@ from worldmodels.agents import load_agent
 from worldmodels.collect.driver import episode_seed, run_episode
 from worldmodels.core.errors import UserError
 from worldmodels.core.executor import default_workers, make_executor
+from worldmodels.core.settings import require_at_least
 from worldmodels.envs.make import make_env
 from worldmodels.envs.pixels import PixelConfig
 from worldmodels.envs.spaces import ActionSpec
@@ -54,6 +55,9 @@ class CollectConfig:
     """Where episodes run: local processes, or Ray actors (the run directory must be on shared storage)."""
     ray_address: str | None = field(default=None, metadata={"none": "$RAY_ADDRESS, else a new local Ray"})
     """Ray cluster to attach to: HOST:PORT, or auto for the one `ray start` made on this node."""
+
+    def __post_init__(self) -> None:
+        require_at_least(self, 1, "episodes", "max_steps", "workers", "frame_skip")
 
 
 def env_meta(config: CollectConfig) -> dict:
@@ -116,8 +120,6 @@ def scan(run: RunDir, action: ActionSpec, episodes: int) -> tuple[list[int], lis
 
 def collect(run: RunDir, config: CollectConfig, progress: bool = True) -> dict:
     """Complete ``run`` to ``config.episodes`` episodes; returns the summary printed by the CLI."""
-    if config.episodes < 1:
-        raise UserError("--episodes must be at least 1")
     meta_env = env_meta(config)
     if run.exists():
         meta = run.read_meta()

@@ -20,4 +20,7 @@ def pick_device(name: str = "auto") -> torch.device:
         raise UserError(f"--device {name} requested but CUDA is not available here (use --device auto or cpu)")
     if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise UserError("--device mps requested but MPS is not available here")
-    return torch.device(name)
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise UserError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None

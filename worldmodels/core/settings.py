@@ -31,7 +31,6 @@ from functools import cache
 
 from worldmodels.core.errors import UserError
 
-
 METAVARS = {int: "N", float: "X", str: "TEXT", dict: "JSON"}
 
 
@@ -249,3 +248,31 @@ def set_path(config, path: str, text: str):
     except (ValueError, json.JSONDecodeError):
         raise UserError(f"{path}={text!r}: not a valid {getattr(base, '__name__', base)}") from None
     return dataclasses.replace(config, **{head: value})
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def require_at_least(config, minimum: float, *names: str) -> None:
+    """A ``UserError`` naming the first field of ``names`` below ``minimum`` (None passes: "not set")."""
+    for name in names:
+        value = getattr(config, name)
+        if value is not None and not value >= minimum:
+            raise UserError(f"{_flag(name)} must be at least {minimum}, got {value}")
+
+
+def require_positive(config, *names: str) -> None:
+    """A ``UserError`` naming the first field of ``names`` that is not a finite number > 0."""
+    for name in names:
+        value = getattr(config, name)
+        if not (value > 0 and value != float("inf")):
+            raise UserError(f"{_flag(name)} must be a positive number, got {value}")
+
+
+def require_fraction(config, *names: str) -> None:
+    """A ``UserError`` naming the first field of ``names`` outside the open interval (0, 1)."""
+    for name in names:
+        value = getattr(config, name)
+        if not 0 < value < 1:
+            raise UserError(f"{_flag(name)} must lie strictly between 0 and 1, got {value}")

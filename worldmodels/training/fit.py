@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
@@ -87,6 +89,10 @@ def fit(name: str, model: torch.nn.Module, directory: Path, *, epochs: int, pati
         optimizer.load_state_dict(saved["optimizer"])
         state = {k: saved.get(k, state[k]) for k in state}
         print(f"{name}: resuming after epoch {state['epoch']} (step {state['step']})")
+        for group in optimizer.param_groups:  # the lr asked for now, not the one saved
+            if group["lr"] != lr:
+                print(f"{name}: learning rate {group['lr']:g} -> {lr:g}")
+                group["lr"] = lr
         if state["data"] != data and state["epoch"] < epochs:
             print(f"{name}: the training data changed (new episodes or vision model): early stopping restarts")
             state.update(best_val=math.inf, bad_epochs=0)
@@ -121,12 +127,14 @@ def fit(name: str, model: torch.nn.Module, directory: Path, *, epochs: int, pati
             if count % 10 == 0 or count == batches_per_epoch:  # read back (and log) every 10 batches
                 rate = seen / (time.perf_counter() - t0)
                 values = {k: float(v.detach()) for k, v in losses.items()}
+                check_finite(name, values["loss"], epoch, state["step"])
                 bar.set_postfix(loss=f"{values['loss']:.3f}", **{f"{unit}_s": f"{rate:.0f}"})
                 for k, v in values.items():
                     writer.add_scalar(f"{name}/train_{k}", v, state["step"])
         rate = seen / (time.perf_counter() - t0)
         train = {k: float(v) / max(count, 1) for k, v in totals.items()}
         val = distributed.broadcast(validate(model, val_batches(), device, amp))
+        check_finite(name, train.get("loss", 0.0) + val["loss"], epoch, state["step"])
         writer.add_scalar(f"{name}/throughput_{unit}_per_s", rate, state["step"])
         writer.add_scalar(f"{name}/lr", optimizer.param_groups[0]["lr"], state["step"])
         for k, v in val.items():
@@ -160,6 +168,13 @@ def fit(name: str, model: torch.nn.Module, directory: Path, *, epochs: int, pati
     return summary
 
 
+def check_finite(name: str, loss: float, epoch: int, step: int) -> None:
+    """Stop training with a ``UserError`` when ``loss`` is NaN or infinite; nothing of it is saved."""
+    if not math.isfinite(loss):
+        raise UserError(f"{name}: the loss became {loss} in epoch {epoch + 1} (step {step}); training stopped and "
+                        "the last good checkpoint is kept (try a lower --lr)")
+
+
 @torch.no_grad()
 def validate(model, batches: Iterable[dict], device: torch.device, amp) -> dict[str, float]:
     """Validation losses averaged over batches."""
@@ -188,17 +203,50 @@ def already_done(directory: Path, epochs: int, data: list) -> dict | None:
     return None
 
 
-def prepare_stage(directory: Path, kind: str, config, resume: bool) -> None:
-    """Start over (``resume=False``) or check an existing stage holds the same kind of model."""
-    if not resume and directory.exists():
-        shutil.rmtree(directory)
-    if (directory / "config.json").exists():
-        existing_kind, existing = read_config(directory)
+@contextmanager
+def staged(directory: Path, resume: bool) -> Iterator[Path]:
+    """The directory a training writes to: ``directory`` itself when resuming, else a staging
+    directory beside it that replaces it only when the block ends without an error, so a failed
+    retrain never loses the model it was meant to replace (only rank 0 touches the files)."""
+    target = directory if resume else directory.with_name(f".{directory.name}.new")
+    try:
+        yield target
+    except BaseException:
+        if target != directory and distributed.is_main():
+            shutil.rmtree(target, ignore_errors=True)
+        raise
+    distributed.on_main(promote, target, directory)
+
+
+def prepare_stage(target: Path, kind: str, config) -> None:
+    """Ready ``target`` (from ``staged``) for a model ``kind`` with ``config``.
+
+    Clears what killed commands left: a staging directory of an earlier fresh start, temporary
+    files of interrupted writes. An existing stage must hold the same kind of model and config.
+    """
+    if target.name.endswith(".new") and target.exists():
+        shutil.rmtree(target)
+    for tmp in target.glob(".*.tmp-*") if target.exists() else ():
+        tmp.unlink()
+    if (target / "config.json").exists():
+        existing_kind, existing = read_config(target)
         if existing_kind != kind or asdict(existing) != asdict(config):
-            raise UserError(f"{directory} holds a different model ({existing_kind}: {asdict(existing)}); "
+            raise UserError(f"{target} holds a different model ({existing_kind}: {asdict(existing)}); "
                             f"pass --no-resume to replace it with {kind}: {asdict(config)}")
     else:
-        write_config(directory, kind, config)
+        write_config(target, kind, config)
+
+
+def promote(target: Path, directory: Path) -> None:
+    """Put a finished staging directory ``target`` in place of ``directory`` (no-op when they are one)."""
+    if target == directory:
+        return
+    old = directory.with_name(f".{directory.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if directory.exists():
+        os.replace(directory, old)
+    os.replace(target, directory)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def tb_writer(run: RunDir):

@@ -4,13 +4,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from worldmodels.core.device import pick_device
 from worldmodels.core.errors import UserError
+from worldmodels.core.settings import require_at_least, require_fraction, require_positive
+from worldmodels.dream.imagine import imagine
 from worldmodels.models import MEMORY_CONFIGS, MEMORY_MODELS, ConvVAE
 from worldmodels.runs.artifacts import (
     check_memory_fits,
@@ -20,7 +23,15 @@ from worldmodels.runs.artifacts import (
 from worldmodels.runs.episodes import list_episodes
 from worldmodels.runs.rundir import RunDir
 from worldmodels.training import distributed
-from worldmodels.training.fit import already_done, fit, image_grid, prepare_stage, split_episodes, tb_writer
+from worldmodels.training.fit import (
+    already_done,
+    fit,
+    image_grid,
+    prepare_stage,
+    split_episodes,
+    staged,
+    tb_writer,
+)
 from worldmodels.training.latents import encode_latents, load_latents
 from worldmodels.training.sequences import SequenceBatcher
 
@@ -29,20 +40,41 @@ from worldmodels.training.sequences import SequenceBatcher
 class MemoryTrainConfig:
     """MDN-RNN / VRNN training on windows of ``seq_len`` steps re-sampled from (mu, logvar)."""
 
-    kind: str = "mdn"  # "mdn" | "vrnn"
+    kind: str = field(default="mdn", metadata={"flag": "memory", "choices": list(MEMORY_MODELS)})
+    """Memory model: mdn (MDN-RNN, Ha & Schmidhuber) or vrnn (Chung et al. 2015)."""
     epochs: int = 20
+    """Passes over the training frames (vision) or epochs of sequence batches (memory)."""
     batch_size: int = 32
+    """Frames (vision) or sequences (memory) per batch."""
     seq_len: int = 64
+    """Memory training window, in steps."""
     lr: float = 1e-3
+    """Adam learning rate."""
     hidden_size: int = 256
-    batches_per_epoch: int | None = None  # default: one pass over the training steps
-    reward_weight: float = 1.0  # weight of the reward loss against the latent NLL (tens of nats)
-    reward_smoothing: int = 1  # train the reward head on rewards spread over this many steps (see smooth_rewards)
+    """Recurrent state size h of the memory model."""
+    batches_per_epoch: int | None = field(default=None, metadata={"none": "one pass over the training steps"})
+    """Memory batches per epoch."""
+    reward_weight: float = 1.0
+    """Weight of the reward loss against the latent NLL (which is tens of nats)."""
+    reward_smoothing: int = 1
+    """Train the reward head on rewards spread over this many steps before each (1: none; see smooth_rewards)."""
     grad_clip: float = 1.0
+    """Clip the gradient norm to this (0: no clipping)."""
     val_fraction: float = 0.1
+    """Share of episodes held out for validation (a hash of (seed, episode), stable as episodes are added)."""
     patience: int = 5
+    """Early stopping: epochs without a better validation loss before training stops."""
     seed: int = 0
+    """Seed of the held-out split, the initialisation and the batch order."""
     device: str = "auto"
+    """auto (cuda, then mps, then cpu), cpu, cuda, cuda:N."""
+
+    def __post_init__(self) -> None:
+        require_at_least(self, 1, "epochs", "batch_size", "seq_len", "hidden_size", "batches_per_epoch", "patience",
+                         "reward_smoothing")
+        require_positive(self, "lr")
+        require_at_least(self, 0, "reward_weight", "grad_clip")
+        require_fraction(self, "val_fraction")
 
 
 def sequence_batches(data: SequenceBatcher, batch_size: int, count: int) -> Iterator[dict]:
@@ -58,21 +90,9 @@ def memory_model_config(kind: str, z_dim: int, action_dim: int, hidden_size: int
                                 reward_weight=reward_weight)
 
 
-def train_memory(run: RunDir, config: MemoryTrainConfig, resume: bool = True, progress: bool = True) -> dict:
-    """Train the MDN-RNN or VRNN on the run's latent sequences."""
-    distributed.init()
-    device = pick_device(config.device)
-    vae = load_vision(run, "cpu")
-    distributed.on_main(encode_latents, run, device, progress=progress)
-    action_spec = run.action_spec()
-    model_config = memory_model_config(config.kind, vae.z_dim, action_spec.dim, config.hidden_size,
-                                       config.reward_weight)
-    distributed.on_main(prepare_stage, run.memory, config.kind, model_config, resume)
-    data = [weights_id(run.vision), *list_episodes(run.latents)]  # retrain on new episodes or a new vision model
-    done = already_done(run.memory, config.epochs, data)
-    if done is not None:
-        print(f"memory: already trained ({done['epochs']} epochs, best val {done['best_val_loss']:.2f}); nothing to do")
-        return done
+def fit_memory(run: RunDir, config: MemoryTrainConfig, model_config, target: Path, device: torch.device,
+               vae: ConvVAE, data: list, progress: bool) -> dict:
+    """Train a memory model on the run's latents into the stage directory ``target``; returns ``fit``'s summary."""
     torch.manual_seed(config.seed)
     train_ids, val_ids = split_episodes(list(list_episodes(run.latents)), config.val_fraction, config.seed)
     train_data = SequenceBatcher(load_latents(run, train_ids, config.reward_smoothing), config.seq_len, seed=config.seed)
@@ -98,7 +118,7 @@ def train_memory(run: RunDir, config: MemoryTrainConfig, resume: bool = True, pr
 
     print(f"memory: {config.kind.upper()} h={config.hidden_size} on {train_data.steps} steps "
           f"({len(train_ids)} episodes, {val_data.steps} held out), {per_epoch} batches/epoch on {device}")
-    summary = fit("memory", model, run.memory, epochs=config.epochs, patience=config.patience, lr=config.lr,
+    summary = fit("memory", model, target, epochs=config.epochs, patience=config.patience, lr=config.lr,
                   device=device, writer=writer,
                   train_batches=lambda _: sequence_batches(train_data, config.batch_size, per_epoch),
                   batches_per_epoch=per_epoch, val_batches=val_batches, units=lambda b: int(b["mask"].sum()),
@@ -108,18 +128,33 @@ def train_memory(run: RunDir, config: MemoryTrainConfig, resume: bool = True, pr
     return summary
 
 
+def train_memory(run: RunDir, config: MemoryTrainConfig, resume: bool = True, progress: bool = True) -> dict:
+    """Train the MDN-RNN or VRNN on the run's latent sequences."""
+    distributed.init()
+    device = pick_device(config.device)
+    vae = load_vision(run, "cpu")
+    distributed.on_main(encode_latents, run, device, progress=progress)
+    action_spec = run.action_spec()
+    model_config = memory_model_config(config.kind, vae.z_dim, action_spec.dim, config.hidden_size,
+                                       config.reward_weight)
+    data = [weights_id(run.vision), *list_episodes(run.latents)]  # retrain on new episodes or a new vision model
+    with staged(run.memory, resume) as target:
+        distributed.on_main(prepare_stage, target, config.kind, model_config)
+        done = already_done(target, config.epochs, data)
+        if done is not None:
+            print(f"memory: already trained ({done['epochs']} epochs, best val {done['best_val_loss']:.2f}); "
+                  "nothing to do")
+            return done
+        return fit_memory(run, config, model_config, target, device, vae, data, progress)
+
+
+
 @torch.no_grad()
 def dream_strip(memory, vae: ConvVAE, window: dict, device: torch.device, steps: int = 16) -> torch.Tensor:
     """Real frames (decoded latents) above frames dreamed open-loop from the first one, same actions."""
     z = window["z"][:1].to(device)
-    action = window["action"][:1].to(device)
-    steps = min(steps, action.shape[1])
-    state = memory.initial_state(1)
-    current, dreamed = z[:, 0], []
-    for t in range(steps):
-        state = memory.step(state, current, action[:, t])
-        current = memory.sample(state, 1.0)
-        dreamed.append(current)
-    real = vae.decode(z[0, 1:steps + 1]).float().cpu()
-    fake = vae.decode(torch.cat(dreamed)).float().cpu()
+    action = window["action"][:1, :steps].to(device)
+    dreamed = imagine(memory, memory.initial_state(1), z[:, 0], action, temperature=1.0).latents[0]
+    real = vae.decode(z[0, 1:len(dreamed) + 1]).float().cpu()
+    fake = vae.decode(dreamed).float().cpu()
     return image_grid([real, fake])

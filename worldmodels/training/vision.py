@@ -6,16 +6,26 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
 from worldmodels.core.device import pick_device
 from worldmodels.core.errors import UserError
+from worldmodels.core.settings import require_at_least, require_fraction, require_positive
 from worldmodels.models import ConvVAE, VAEConfig
 from worldmodels.runs.episodes import list_episodes, load_frames
 from worldmodels.runs.rundir import RunDir, atomic_write_json
 from worldmodels.training import distributed
-from worldmodels.training.fit import already_done, fit, image_grid, prepare_stage, split_episodes, tb_writer
+from worldmodels.training.fit import (
+    already_done,
+    fit,
+    image_grid,
+    prepare_stage,
+    split_episodes,
+    staged,
+    tb_writer,
+)
 from worldmodels.training.latents import encode_latents
 
 
@@ -42,12 +52,54 @@ class VisionTrainConfig:
     device: str = "auto"
     """auto (cuda, then mps, then cpu), cpu, cuda, cuda:N."""
 
+    def __post_init__(self) -> None:
+        require_at_least(self, 1, "epochs", "batch_size", "z_dim", "patience")
+        require_positive(self, "lr")
+        require_at_least(self, 0, "kl_tolerance")
+        require_fraction(self, "val_fraction")
+
 
 def frame_batches(frames: torch.Tensor, batch_size: int, generator: torch.Generator) -> Iterator[dict]:
     """One epoch of VAE batches: uint8 ``frames`` ``[N, 64, 64, 3]``, shuffled, ``batch_size`` at a time."""
     order = torch.randperm(len(frames), generator=generator)
     for i in range(0, len(order), batch_size):
         yield {"frames": frames[order[i:i + batch_size]]}
+
+
+def fit_vision(run: RunDir, config: VisionTrainConfig, model_config: VAEConfig, target: Path, device: torch.device,
+               episodes: dict[int, Path], progress: bool) -> dict:
+    """Train a ConvVAE on ``episodes`` into the stage directory ``target``; returns ``fit``'s summary."""
+    torch.manual_seed(config.seed)
+    train_ids, val_ids = split_episodes(list(episodes), config.val_fraction, config.seed)
+    distributed.on_main(atomic_write_json, target / "split.json", {"train": train_ids, "val": val_ids})
+    train_frames = torch.from_numpy(load_frames([episodes[i] for i in train_ids]))
+    val_frames = torch.from_numpy(load_frames([episodes[i] for i in val_ids]))
+    model = ConvVAE(model_config).to(device)
+    rng = torch.Generator().manual_seed(config.seed)
+
+    def val_batches():
+        for i in range(0, len(val_frames), 256):
+            yield {"frames": val_frames[i:i + 256]}
+
+    sample = val_frames[torch.linspace(0, len(val_frames) - 1, 8).long()]
+    writer = tb_writer(run)
+
+    @torch.no_grad()
+    def log_media(step: int):
+        recon = model.decode(model.encode(sample.to(device))[0]).float().cpu()
+        real = sample.permute(0, 3, 1, 2).float() / 255
+        writer.add_image("vision/real_vs_reconstruction", image_grid([real, recon]), step)
+
+    print(f"vision: ConvVAE z={config.z_dim} on {len(train_frames)} frames "
+          f"({len(train_ids)} episodes, {len(val_frames)} held out) on {device}")
+    done = fit("vision", model, target, epochs=config.epochs, patience=config.patience, lr=config.lr,
+               device=device, writer=writer,
+               train_batches=lambda _: frame_batches(train_frames, config.batch_size, rng),
+               batches_per_epoch=math.ceil(len(train_frames) / config.batch_size), val_batches=val_batches,
+               units=lambda b: len(b["frames"]), unit="frames", log_media=log_media, progress=progress,
+               data=list(episodes))
+    writer.close()
+    return done
 
 
 def train_vision(run: RunDir, config: VisionTrainConfig, resume: bool = True, progress: bool = True) -> dict:
@@ -58,40 +110,13 @@ def train_vision(run: RunDir, config: VisionTrainConfig, resume: bool = True, pr
     if not episodes:
         raise UserError(f"no episodes in {run.episodes}: run `wm collect ENV --run {run.root}` first")
     model_config = VAEConfig(z_dim=config.z_dim, kl_tolerance=config.kl_tolerance)
-    distributed.on_main(prepare_stage, run.vision, "vae", model_config, resume)
-    done = already_done(run.vision, config.epochs, list(episodes))
-    if done is None:
-        torch.manual_seed(config.seed)
-        train_ids, val_ids = split_episodes(list(episodes), config.val_fraction, config.seed)
-        distributed.on_main(atomic_write_json, run.vision / "split.json", {"train": train_ids, "val": val_ids})
-        train_frames = torch.from_numpy(load_frames([episodes[i] for i in train_ids]))
-        val_frames = torch.from_numpy(load_frames([episodes[i] for i in val_ids]))
-        model = ConvVAE(model_config).to(device)
-        rng = torch.Generator().manual_seed(config.seed)
-
-        def val_batches():
-            for i in range(0, len(val_frames), 256):
-                yield {"frames": val_frames[i:i + 256]}
-
-        sample = val_frames[torch.linspace(0, len(val_frames) - 1, 8).long()]
-        writer = tb_writer(run)
-
-        @torch.no_grad()
-        def log_media(step: int):
-            recon = model.decode(model.encode(sample.to(device))[0]).float().cpu()
-            real = sample.permute(0, 3, 1, 2).float() / 255
-            writer.add_image("vision/real_vs_reconstruction", image_grid([real, recon]), step)
-
-        print(f"vision: ConvVAE z={config.z_dim} on {len(train_frames)} frames "
-              f"({len(train_ids)} episodes, {len(val_frames)} held out) on {device}")
-        done = fit("vision", model, run.vision, epochs=config.epochs, patience=config.patience, lr=config.lr,
-                   device=device, writer=writer,
-                   train_batches=lambda _: frame_batches(train_frames, config.batch_size, rng),
-                   batches_per_epoch=math.ceil(len(train_frames) / config.batch_size), val_batches=val_batches,
-                   units=lambda b: len(b["frames"]), unit="frames", log_media=log_media, progress=progress,
-                   data=list(episodes))
-        writer.close()
-    else:
-        print(f"vision: already trained ({done['epochs']} epochs, best val {done['best_val_loss']:.2f}); nothing to do")
+    with staged(run.vision, resume) as target:
+        distributed.on_main(prepare_stage, target, "vae", model_config)
+        done = already_done(target, config.epochs, list(episodes))
+        if done is None:
+            done = fit_vision(run, config, model_config, target, device, episodes, progress)
+        else:
+            print(f"vision: already trained ({done['epochs']} epochs, best val {done['best_val_loss']:.2f}); "
+                  "nothing to do")
     distributed.on_main(encode_latents, run, device, progress=progress)
     return done

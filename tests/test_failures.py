@@ -1,0 +1,90 @@
+"""A failed command loses nothing: bad values are refused before anything is written, a retrain
+that diverges or is cut short keeps the model it was meant to replace."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.test_dream import TINY_TRAIN, build_trained_catch
+from worldmodels.cli import main
+
+
+def snapshot(root: Path, skip: tuple[str, ...] = ()) -> dict[str, bytes]:
+    """Every file under ``root`` (but the top-level folders in ``skip``) with its bytes."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and p.relative_to(root).parts[0] not in skip}
+
+
+def one_line_error(capsys, argv: list[str], progress: bool = False) -> str:
+    """``wm ARGV``'s error line (exit code 2, no traceback); with ``progress``, progress bars may precede it."""
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert (progress or len(err) == 1) and err[-1].startswith(f"wm {argv[0]}: error: "), err
+    assert not any("Traceback" in line for line in err)
+    return err[-1]
+
+
+@pytest.fixture
+def run(tmp_path_factory, tmp_path) -> Path:
+    return Path(shutil.copytree(build_trained_catch(tmp_path_factory), tmp_path / "run"))
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["train", "vision", "--no-resume", "--batch-size", "0"], "--batch-size must be at least 1, got 0"),
+    (["train", "memory", "--no-resume", "--lr", "0"], "--lr must be a positive number, got 0.0"),
+    (["train", "--epochs", "0"], "--epochs must be at least 1, got 0"),
+    (["train", "memory", "--val-fraction", "1.5"], "--val-fraction must lie strictly between 0 and 1"),
+    (["train", "vision", "--hidden-size", "8"], "--hidden-size does not apply to `wm train vision`"),
+    (["eval", "--episodes", "0"], "--episodes must be at least 1, got 0"),
+    (["eval", "--agent", "controller", "--horizon", "5"], "--horizon does not apply to --agent controller"),
+    (["eval", "--agent", "random", "--algo", "ppo"], "--algo does not apply to --agent random"),
+    (["eval", "--agent", "nope"], "unknown agent 'nope'"),
+    (["collect", "worldmodels.envs.catch:Catch", "--max-steps", "-5"], "--max-steps must be at least 1, got -5"),
+    (["collect", "worldmodels.envs.catch:Catch", "--env-kwargs", '{"balls": "abc"}'], "cannot create"),
+    (["train", "--device", "tpu"], "tpu"),
+])
+def test_bad_values_are_one_line_errors_that_change_nothing(run, capsys, argv, message):
+    before = snapshot(run)
+    err = one_line_error(capsys, [argv[0], "--run", str(run), *argv[1:]])
+    assert message in err
+    assert snapshot(run) == before
+
+
+@pytest.mark.parametrize("stage", ["vision", "memory"])
+def test_a_retrain_that_diverges_keeps_the_trained_model(run, capsys, stage):
+    before = snapshot(run, skip=("tb",))
+    tiny = TINY_TRAIN if stage == "memory" else ["--epochs", "1", "--batch-size", "16"]
+    err = one_line_error(capsys, ["train", stage, "--run", str(run), "--no-resume", "--lr", "1e30", *tiny], progress=True)
+    assert "the loss became" in err and "the last good checkpoint is kept" in err
+    assert snapshot(run, skip=("tb",)) == before  # no staging left behind, the old model untouched
+
+
+def test_a_resumed_training_that_diverges_saves_nothing_of_it(run, capsys):
+    before = snapshot(run, skip=("tb",))
+    err = one_line_error(capsys, ["train", "memory", "--run", str(run), "--epochs", "3", "--lr", "1e30",
+                                  *[a for a in TINY_TRAIN if a not in ("--epochs", "1")]], progress=True)
+    assert "the loss became" in err
+    assert snapshot(run, skip=("tb",)) == before
+
+
+def test_a_fresh_start_replaces_the_model_only_when_it_finished(run, capsys):
+    old = (run / "memory" / "best.pt").read_bytes()
+    staging = run / ".memory.new"
+    staging.mkdir()
+    (staging / "junk").write_text("left by a killed retrain")
+    (run / "memory" / ".last.pt.tmp-999999").write_bytes(b"half written")
+    assert main(["train", "memory", "--run", str(run), "--no-resume", *TINY_TRAIN, "--seed", "5"]) == 0
+    assert (run / "memory" / "best.pt").read_bytes() != old
+    assert not staging.exists() and not any(p.name.startswith(".") for p in (run / "memory").iterdir())
+    assert sorted(p.name for p in run.iterdir() if p.name.startswith(".")) == []
+
+
+def test_the_learning_rate_asked_for_applies_on_resume(run, capsys):
+    capsys.readouterr()
+    args = [a for a in TINY_TRAIN if a not in ("--epochs", "1")]
+    assert main(["train", "memory", "--run", str(run), "--epochs", "2", "--lr", "3e-4", *args]) == 0
+    assert "learning rate 0.001 -> 0.0003" in capsys.readouterr().out
