@@ -38,6 +38,7 @@ LAYERS = {
     "worldmodels.curiosity": 6,
     "worldmodels.report": 6,
     "worldmodels.pipeline": 7,
+    "worldmodels.api": 7,
     "worldmodels.cli": 8,
     "worldmodels.__main__": 8,
     "worldmodels": 0,  # the package root: only __version__ and the public API re-exports
