@@ -3,7 +3,12 @@ that diverges or is cut short keeps the model it was meant to replace."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -88,3 +93,46 @@ def test_the_learning_rate_asked_for_applies_on_resume(run, capsys):
     args = [a for a in TINY_TRAIN if a not in ("--epochs", "1")]
     assert main(["train", "memory", "--run", str(run), "--epochs", "2", "--lr", "3e-4", *args]) == 0
     assert "learning rate 0.001 -> 0.0003" in capsys.readouterr().out
+
+
+def children_of(pid: int) -> set[int]:
+    """Direct child processes of ``pid`` (Linux /proc)."""
+    kids = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        text = (task / "children").read_text().split() if (task / "children").exists() else []
+        kids.update(int(k) for k in text)
+    return kids
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.exists() and stat.read_text().split()[2] == "Z")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="worker clean-up on parent death uses prctl")
+def test_kill_9_of_collect_leaves_no_workers_and_resumes(tmp_path):
+    run = tmp_path / "run"
+    argv = [sys.executable, "-m", "worldmodels.cli", "collect", "worldmodels.envs.catch:Catch", "--run", str(run),
+            "--episodes", "40", "--workers", "2", "--env-kwargs", '{"balls": 30}']
+    parent = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not list((run / "episodes").glob("episode_*.npz")):
+        time.sleep(0.2)
+    workers = children_of(parent.pid)
+    assert workers, "the collection started no worker processes"
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and any(alive(w) for w in workers):
+        time.sleep(0.2)
+    assert not any(alive(w) for w in workers)
+    assert main(["collect", "worldmodels.envs.catch:Catch", "--run", str(run), "--episodes", "40", "--workers", "2",
+                 "--env-kwargs", '{"balls": 30}']) == 0
+    reference = tmp_path / "reference"
+    assert main(["collect", "worldmodels.envs.catch:Catch", "--run", str(reference), "--episodes", "40",
+                 "--workers", "1", "--env-kwargs", '{"balls": 30}']) == 0
+    assert snapshot(run / "episodes") == snapshot(reference / "episodes")  # the same data as an uninterrupted run

@@ -124,6 +124,9 @@ def collect(run: RunDir, config: CollectConfig, progress: bool = True) -> dict:
     if run.exists():
         meta = run.read_meta()
         check_same_env(meta["env"], meta_env, run.root)
+    elif list_episodes(run.episodes):
+        raise UserError(f"{run.root} holds episodes but no run.json, so what env made them is unknown: collect "
+                        "into a new --run directory (or restore run.json)")
     else:
         meta = {"env": meta_env, "collections": [], "versions": versions()}
     action = ActionSpec.from_dict(meta_env["action_space"])

@@ -10,8 +10,10 @@ picks one by name (``--backend local|ray``).
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing as mp
 import os
+import signal
 import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -20,6 +22,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from worldmodels.core.errors import UserError
 
 BACKENDS = ("local", "ray")
+PR_SET_PDEATHSIG = 1  # prctl option (linux/prctl.h)
 
 
 def default_workers() -> int:
@@ -37,7 +40,16 @@ def _limit_threads() -> None:
         sys.modules["torch"].set_num_threads(1)
 
 
+def _die_with_parent() -> None:
+    """Linux: the kernel kills this worker when the process that started it dies (even by kill -9),
+    so a killed command leaves no workers, and multiprocessing's resource tracker exits too."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 def _init(initializer, initargs) -> None:
+    _die_with_parent()
     _limit_threads()
     initializer(*initargs)
 
