@@ -25,7 +25,7 @@ from worldmodels.envs.spaces import ActionSpec
 from worldmodels.models.memory import Memory, State, select_state
 from worldmodels.planning.mpc import Bonus, MPCPlanner, TerminalValue
 from worldmodels.planning.optimizers import CEMConfig, CEMOptimizer, Objective
-from worldmodels.runs.artifacts import load_world_model
+from worldmodels.runs.artifacts import load_sb3, load_world_model
 
 ObjectiveFactory = Callable[[State, Tensor], Objective]
 """(memory state (batch 1), z [1, Z]) -> objective over candidates [N, H, A] -> [N], higher is better."""
@@ -142,8 +142,6 @@ def sb3_value(run, algo: str, device: torch.device | str = "cpu") -> TerminalVal
     Its observations are ``[z, h]``: actor-critics (PPO, A2C) give V; off-policy critics (SAC,
     TD3, ...) give Q(obs, policy(obs)) of their first critic. In units of dream reward.
     """
-    from worldmodels.dream.sb3 import load_sb3
-
     policy = load_sb3(run, algo, device).policy
 
     def value(features: Tensor, z: Tensor) -> Tensor:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
+import torch
 
 from worldmodels.agents.random import BrownianAgent, RandomAgent
+from worldmodels.agents.world_model import WorldModelAgent, with_noise
 from worldmodels.core.errors import UserError
-from worldmodels.runs.artifacts import load_world_model
+from worldmodels.models.controller import ControllerSpec
+from worldmodels.runs.artifacts import load_controller, load_sb3, load_world_model
 
 
 def random(run, device="cpu", **options):
@@ -20,33 +21,28 @@ def brownian(run, device="cpu", **options):
 
 
 def controller(run, device="cpu", params=None, spec=None, **options):
-    """The dream-trained controller (``RUN/controller``), or explicit ``params``/``spec``."""
-    import torch
-
-    from worldmodels.agents.world_model import WorldModelAgent
-    from worldmodels.models.controller import ControllerSpec
-
+    """The dream-trained controller (``RUN/controller``), or explicit ``params``/``spec`` (a ``ControllerSpec`` dict)."""
     if params is None:
-        config_path = run.controller / "config.json"
-        if not config_path.exists():
-            raise UserError(f"no controller in {run.controller}: run `wm dream --run {run.root}` first")
-        spec = json.loads(config_path.read_text())["spec"]
-        with np.load(run.controller / "params.npz") as data:
-            params = data["params"]
-    spec = ControllerSpec(**spec)
+        spec, params, _ = load_controller(run)
+    else:
+        spec = ControllerSpec(**spec)
+    return controller_agent(run, device, spec, params, "retrain it with `wm dream --no-resume`")
+
+
+def controller_agent(run, device, spec: ControllerSpec, params, retrain: str) -> WorldModelAgent:
+    """A ``WorldModelAgent`` acting with controller ``spec`` and ``params`` [n_params] through the run's
+    models, which it must fit (else a ``UserError`` that ends with ``retrain``)."""
     vision, memory = load_world_model(run, device)
     action = run.action_spec()
     if spec.in_dim != memory.z_dim + memory.hidden_size or spec.out_dim != action.dim:
         raise UserError(f"controller {spec} does not fit the run's models (z={memory.z_dim}, "
-                        f"h={memory.hidden_size}, actions {action.dim}); retrain it with `wm dream --no-resume`")
+                        f"h={memory.hidden_size}, actions {action.dim}); {retrain}")
     weights = torch.as_tensor(np.asarray(params, np.float32), device=device)[None]
     return WorldModelAgent(vision, memory, lambda f: spec.act(weights, f[None], action)[0], action, device)
 
 
 def noisy_controller(run, device="cpu", noise: float = 0.1, **options):
     """The controller with Gaussian action noise (std ``noise`` x the action range): for collection."""
-    from worldmodels.agents.world_model import with_noise
-
     agent = controller(run, device, **options)
     agent.policy = with_noise(agent.policy, agent.action, noise)
     return agent
@@ -54,11 +50,6 @@ def noisy_controller(run, device="cpu", noise: float = 0.1, **options):
 
 def sb3(run, device="cpu", algo=None, **options):
     """A stable-baselines3 model trained in the dream (``RUN/controller/sb3_ALGO.zip``)."""
-    import torch
-
-    from worldmodels.agents.world_model import WorldModelAgent
-    from worldmodels.dream.sb3 import load_sb3
-
     model = load_sb3(run, algo, device)
     vision, memory = load_world_model(run, device)
     action = run.action_spec()
