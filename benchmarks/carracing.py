@@ -23,9 +23,12 @@ import numpy as np
 
 from worldmodels.collect.driver import drive, episode_seed
 from worldmodels.dream.cma import train_cma
+from worldmodels.dream.evolution import Generation, evolve
 from worldmodels.evaluation.evaluate import evaluate
+from worldmodels.models.controller import ControllerSpec
 from worldmodels.pipeline import presets, run_pipeline
 from worldmodels.report.page import LITERATURE, write_report
+from worldmodels.runs.artifacts import load_memory, load_vision, save_controller
 from worldmodels.runs.rundir import RunDir, atomic_write_json
 from worldmodels.training.memory import train_memory
 
@@ -72,33 +75,28 @@ def train_cma_in_real_env(run: RunDir, preset: str, max_steps: int) -> dict:
 
     Each candidate is one ``evaluate`` call on one fixed track set; small budgets only.
     """
-    import warnings
-
-    warnings.filterwarnings("ignore", message="Could not import matplotlib")
-    import cma
-
-    from worldmodels.dream.cma import save_controller
-    from worldmodels.models.controller import ControllerSpec
-    from worldmodels.runs.artifacts import load_memory, load_vision
-
     size = REAL_CMA[preset]
     memory = load_memory(run, "cpu", load_vision(run, "cpu"))
     spec = ControllerSpec.for_run(memory.z_dim, memory.hidden_size, run.action_spec())
-    es = cma.CMAEvolutionStrategy(np.zeros(spec.n_params), 0.1, {"popsize": size["population"], "seed": 1,
-                                                                "verbose": -9})
     steps, history = 0, []
-    for gen in range(size["generations"]):
-        solutions = es.ask()
+
+    def fitness(solutions: np.ndarray, generation: int) -> np.ndarray:
+        nonlocal steps
         scores = []
         for params in solutions:
             r = evaluate(run, "controller", episodes=2, workers=1, seed=20_000, max_steps=max_steps,
                          progress=False, write=False, agent_options={"params": params.tolist(), "spec": spec.to_dict()})
             scores.append(r["mean"])
             steps += sum(r["lengths"])
-        es.tell(solutions, [-s for s in scores])
-        history.append({"generation": gen + 1, "best": max(scores), "mean": float(np.mean(scores))})
-        print(f"real-env CMA-ES generation {gen + 1}: best {max(scores):.1f} mean {np.mean(scores):.1f}")
-    save_controller(run, spec, np.asarray(es.mean, np.float32), {"selected_by": "real-env CMA-ES"})
+        return np.array(scores)
+
+    def on_generation(g: Generation) -> None:
+        history.append({"generation": g.number, "best": float(g.fitness.max()), "mean": float(g.fitness.mean())})
+        print(f"real-env CMA-ES generation {g.number}: best {g.fitness.max():.1f} mean {g.fitness.mean():.1f}")
+
+    mean = evolve(np.zeros(spec.n_params), 0.1, size["population"], fitness, size["generations"], seed=0,
+                  on_generation=on_generation)
+    save_controller(run, spec, mean, {"selected_by": "real-env CMA-ES"})
     return {"history": history, "env_steps": steps}
 
 

@@ -9,8 +9,11 @@ model: it implements the ``Memory`` interface and pays 1 per step for the highes
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import gymnasium as gym
@@ -21,13 +24,16 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 from worldmodels.cli import main
+from worldmodels.core.errors import UserError
 from worldmodels.dream.env import DreamEnv, dream_vec_env
+from worldmodels.dream.evolution import evolve
 from worldmodels.dream.imagine import BatchedDream, DreamConfig, rollout_population
 from worldmodels.envs.make import make_raw_env
 from worldmodels.envs.spaces import ActionSpec
 from worldmodels.models.controller import ControllerSpec
 from worldmodels.models.mdnrnn import MDNRNN, GaussianMixture, MDNRNNConfig
 from worldmodels.models.memory import Prediction, State
+from worldmodels.runs.artifacts import load_controller, load_explorer, save_controller, save_explorer
 from worldmodels.runs.rundir import RunDir
 
 CARRACING = ActionSpec("box", 3, (-1.0, 0.0, 0.0), (1.0, 1.0, 1.0))  # steer, gas, brake
@@ -226,6 +232,76 @@ def test_dreams_that_end_stop_earning():
     assert returns.shape == (3, 2) and torch.equal(returns, torch.ones(3, 2))
 
 
+def test_controllers_are_saved_and_loaded_in_one_place(tmp_path):
+    run = RunDir(tmp_path / "run")
+    spec = ControllerSpec.for_run(8, 16, ActionSpec("discrete", 3), hidden=4)
+    with pytest.raises(UserError, match="no controller .*run `wm dream"):
+        load_controller(run)
+    params = np.linspace(-1, 1, spec.n_params)
+    save_controller(run, spec, params, {"generation": 3})
+    save_explorer(run, spec, -params, {"round": 1, "noise": 0.2})
+    loaded, weights, info = load_controller(run)
+    assert loaded == spec and weights.dtype == np.float32 and info == {"generation": 3}
+    np.testing.assert_allclose(weights, params, rtol=1e-6)
+    loaded, weights, info = load_explorer(run)
+    assert loaded == spec and info == {"round": 1, "noise": 0.2} and weights[0] == pytest.approx(1.0)
+
+
+def test_agents_do_not_import_the_dream_trainers():
+    code = ("import sys, worldmodels.agents.loaders, worldmodels.agents.cem, worldmodels.agents.curious; "
+            "print(sorted(m for m in sys.modules if m in ('worldmodels.dream.sb3', 'worldmodels.dream.cma', "
+            "'worldmodels.cli')))")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"
+
+
+# --- CMA-ES: one loop, resumable from data ----------------------------------------------------
+
+def sphere(solutions: np.ndarray, generation: int) -> np.ndarray:
+    """Fitness peaking at 0.5 in every coordinate."""
+    return -np.square(solutions - 0.5).sum(1)
+
+
+@pytest.mark.parametrize("population", [4, 8])  # below 6, pycma mirrors samples using the last population
+def test_evolve_resumed_from_data_continues_bit_for_bit(tmp_path, population):
+    straight, resumed = [], []
+    evolve(np.zeros(12), 0.2, population, sphere, 6, seed=3, on_generation=straight.append)
+    evolve(np.zeros(12), 0.2, population, sphere, 3, seed=3, state=tmp_path / "cma", on_generation=resumed.append)
+    np.random.seed(99)  # whatever ran in between
+    final = evolve(np.zeros(12), 0.2, population, sphere, 6, seed=3, state=tmp_path / "cma",
+                   on_generation=resumed.append)
+    assert [g.number for g in resumed] == [1, 2, 3, 4, 5, 6]
+    for a, b in zip(straight, resumed):
+        assert np.array_equal(a.fitness, b.fitness) and a.sigma == b.sigma and np.array_equal(a.mean, b.mean)
+    assert np.array_equal(final, straight[-1].mean)
+    assert straight[-1].fitness.max() > straight[0].fitness.max() + 0.1, "it optimises"
+    with np.load(tmp_path / "cma.npz", allow_pickle=False) as data:  # plain numbers, no objects
+        assert data["mean"].shape == (12,) and data["sm.C"].shape == (12, 12)
+    assert json.loads((tmp_path / "cma.json").read_text())["generation"] == 6
+
+
+class Payload:
+    """Unpickling this creates the directory ``marker``: proof that a pickle was loaded."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.mkdir, (str(self.marker),)
+
+
+def test_wm_dream_never_unpickles_a_planted_cma_state(trained_catch, tmp_path, capsys):
+    armed = tmp_path / "armed"
+    pickle.loads(pickle.dumps(Payload(armed)))
+    assert armed.is_dir(), "the payload runs when unpickled"
+    run = copy_run(trained_catch, tmp_path)
+    marker = tmp_path / "pwned"
+    (run.controller / "cma_state.pkl").write_bytes(pickle.dumps(Payload(marker)))
+    capsys.readouterr()
+    assert main(["dream", "--run", str(run.root), *TINY_CMA, "--generations", "2"]) == 0
+    assert not marker.exists()
+    assert "resuming CMA-ES after generation 1" in capsys.readouterr().out  # from cma_state.npz + .json
+
+
 # --- wm dream -------------------------------------------------------------------------------
 
 def test_cma_es_improves_the_dream_return(trained_catch, tmp_path, monkeypatch):
@@ -255,8 +331,7 @@ def test_wm_dream_resumes_where_it_stopped(trained_catch, tmp_path, capsys):
     history = json.loads((run.controller / "history.json").read_text())
     assert [g["generation"] for g in history["generations"]] == [1, 2, 3, 4]
     assert history["generations"][:2] == first  # continued, not restarted
-    es, _ = pickle.loads((run.controller / "cma_state.pkl").read_bytes())
-    assert es.countiter == 4  # the saved state went on
+    assert json.loads((run.controller / "cma_state.json").read_text())["generation"] == 4  # the saved state went on
     before = {p.name: p.read_bytes() for p in run.controller.iterdir()}
     assert main([*dream, "--generations", "4"]) == 0
     assert "nothing to do" in capsys.readouterr().out

@@ -20,6 +20,7 @@ import torch
 
 from worldmodels.collect.collector import CollectConfig, collect
 from worldmodels.dream.cma import CMAConfig, train_cma
+from worldmodels.dream.imagine import DreamConfig
 from worldmodels.runs.episodes import list_episodes
 from worldmodels.runs.rundir import RunDir
 from worldmodels.training.memory import MemoryTrainConfig, train_memory
@@ -51,8 +52,8 @@ def test_smoke_stages_reproduce_the_pinned_results(tmp_path):
                                                  seed=1), progress=False)
     assert [e["val"]["loss"] for e in memory["history"]] == pytest.approx(PINNED["memory_val_losses"], rel=0.02)
 
-    history = train_cma(run, CMAConfig(generations=2, population=6, rollouts=2, max_steps=15, real_every=0,
-                                       select="dream", device="cpu", seed=2), progress=False)
+    history = train_cma(run, CMAConfig(generations=2, population=6, rollouts=2, dream=DreamConfig(max_steps=15),
+                                       real_every=0, select="dream", device="cpu", seed=2), progress=False)
     fitness = [g["mean"] for g in history["generations"]]
     assert fitness == pytest.approx(PINNED["dream_fitness_mean"], rel=0.05, abs=0.01)
     with np.load(run.controller / "params.npz") as data:

@@ -35,7 +35,7 @@ def check_smoke_run(run: RunDir, env: str, out: str) -> dict:
     with np.load(run.controller / "params.npz") as data:
         assert data["params"].shape == (config["spec"]["in_dim"] * config["spec"]["out_dim"]
                                         + config["spec"]["out_dim"],)
-    assert (run.controller / "cma_state.pkl").exists()
+    assert (run.controller / "cma_state.json").exists() and (run.controller / "cma_state.npz").exists()
     assert (run.eval / "controller_best.mp4").stat().st_size > 0
     assert any(run.tb.iterdir())
     return summary

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field, replace
 from worldmodels.collect.collector import CollectConfig, collect
 from worldmodels.core.errors import UserError
 from worldmodels.dream.cma import CMAConfig, train_cma
+from worldmodels.dream.imagine import DreamConfig
 from worldmodels.evaluation.evaluate import evaluate
 from worldmodels.runs.rundir import RunDir, atomic_write_json
 from worldmodels.training.memory import MemoryTrainConfig, train_memory
@@ -65,8 +66,8 @@ def presets(env: str) -> dict[str, Preset]:
             CollectConfig(env, episodes=4, max_steps=40, agent="brownian"),
             VisionTrainConfig(epochs=1, batch_size=32),
             MemoryTrainConfig(epochs=2, seq_len=16, batch_size=8, hidden_size=64),
-            CMAConfig(generations=2, population=8, rollouts=2, max_steps=30, real_every=1, real_episodes=2,
-                      real_max_steps=40),
+            CMAConfig(generations=2, population=8, rollouts=2, dream=DreamConfig(max_steps=30), real_every=1,
+                      real_episodes=2, real_max_steps=40),
             eval_episodes=2, eval_max_steps=40, rounds=2, round_episodes=2, round_memory_epochs=1,
             round_generations=1),
         "laptop": Preset(
@@ -74,8 +75,8 @@ def presets(env: str) -> dict[str, Preset]:
             VisionTrainConfig(epochs=4, batch_size=64, lr=1e-3),
             MemoryTrainConfig(epochs=20, seq_len=32, batch_size=32, lr=1e-3, batches_per_epoch=20,
                               reward_weight=20.0, reward_smoothing=10, patience=20),
-            CMAConfig(generations=30, population=32, rollouts=8, max_steps=250, real_every=5, real_episodes=4,
-                      real_max_steps=250),
+            CMAConfig(generations=30, population=32, rollouts=8, dream=DreamConfig(max_steps=250), real_every=5,
+                      real_episodes=4, real_max_steps=250),
             eval_episodes=20, eval_max_steps=250, rounds=2, round_episodes=16, round_memory_epochs=10,
             round_generations=15),
         "gpu": Preset(
@@ -83,15 +84,13 @@ def presets(env: str) -> dict[str, Preset]:
             VisionTrainConfig(epochs=10, batch_size=256, lr=1e-3),
             MemoryTrainConfig(epochs=40, seq_len=128, batch_size=64, lr=1e-3, reward_weight=20.0,
                               reward_smoothing=10, patience=10),
-            CMAConfig(generations=300, population=64, rollouts=16, max_steps=1000, real_every=20,
-                      real_episodes=8),
+            CMAConfig(generations=300, population=64, rollouts=16, real_every=20, real_episodes=8),
             eval_episodes=100, rounds=3, round_episodes=200, round_memory_epochs=10, round_generations=100),
         "paper": Preset(
             CollectConfig(env, episodes=10_000, max_steps=1000, agent="random"),
             VisionTrainConfig(epochs=10, batch_size=100, lr=1e-4),
             MemoryTrainConfig(epochs=20, seq_len=999, batch_size=100, lr=1e-3),
-            CMAConfig(generations=2000, population=64, rollouts=16, max_steps=1000, real_every=25,
-                      real_episodes=16),
+            CMAConfig(generations=2000, population=64, rollouts=16, real_every=25, real_episodes=16),
             eval_episodes=100),
     }
 

@@ -21,11 +21,10 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
-from torch import Tensor
 
 from worldmodels.agents import load_agent
 from worldmodels.collect.driver import Callback, EpisodeRecorder, Step, drive, episode_seed
@@ -33,7 +32,10 @@ from worldmodels.core.device import pick_device
 from worldmodels.core.errors import UserError
 from worldmodels.curiosity.rewards import KINDS, make_intrinsic
 from worldmodels.curiosity.transitions import fit_intrinsic, run_transitions
-from worldmodels.runs.artifacts import load_world_model
+from worldmodels.dream.evolution import Generation, evolve
+from worldmodels.dream.imagine import BatchedDream, DreamConfig, Shaping, initial_latents, rollout_population
+from worldmodels.models.controller import ControllerSpec
+from worldmodels.runs.artifacts import explorer_dir, load_explorer, load_world_model, save_explorer
 from worldmodels.runs.episodes import episode_path, list_episodes, save_episode
 from worldmodels.runs.rundir import RunDir, atomic_save_npz, atomic_write_json
 from worldmodels.training.memory import MemoryTrainConfig, train_memory
@@ -42,29 +44,53 @@ from worldmodels.training.vision import VisionTrainConfig, train_vision
 
 @dataclass
 class ExploreConfig:
+    """Curiosity-driven rounds: retrain the world model, fit an intrinsic reward, optimise the explorer
+    in the dream, collect with it."""
+
     rounds: int = 3
-    episodes: int = 16  # real episodes collected by the explorer per round
+    """rounds in all (a resumed run continues up to this count)"""
+    episodes: int = 16
+    """real episodes the explorer collects per round"""
     intrinsic: str = "disagreement"
-    vision_epochs: int = 3  # epochs in round 1, plus round_vision_epochs per later round
+    """intrinsic reward the explorer maximises: surprise | icm | disagreement | infogain"""
+    vision_epochs: int = 3
+    """VAE epochs in round 1 (plus round_vision_epochs per later round)"""
     memory_epochs: int = 10
+    """memory-model epochs in round 1 (plus round_memory_epochs per later round)"""
     round_vision_epochs: int = 1
+    """extra VAE epochs per later round"""
     round_memory_epochs: int = 5
+    """extra memory-model epochs per later round"""
     memory: str = "mdn"
+    """memory model kind: mdn | vrnn"""
     z_dim: int = 32
+    """VAE latent size"""
     hidden_size: int = 256
+    """memory model recurrent size, in units"""
     seq_len: int = 32
+    """memory training window, in steps"""
     batch_size: int = 32
-    curiosity_steps: int = 500  # updates of the intrinsic-reward model per round
-    generations: int = 10  # CMA-ES generations per round
+    """memory training batch, in sequences"""
+    curiosity_steps: int = 500
+    """updates of the intrinsic-reward model per round"""
+    generations: int = 10
+    """CMA-ES generations per round"""
     population: int = 16
+    """CMA-ES candidates per generation"""
     rollouts: int = 4
+    """dreams per candidate; its fitness is their mean return"""
     sigma0: float = 0.1
-    dream_steps: int = 100
-    temperature: float = 1.0
-    extrinsic: float = 0.0  # weight of the dream's (extrinsic) reward in the explorer's fitness
-    noise: float = 0.1  # exploration noise while the explorer collects
+    """initial CMA-ES step size, in controller-parameter units"""
+    dream: DreamConfig = field(default_factory=lambda: DreamConfig(max_steps=100))
+    """how the explorer's dreams run: temperature, done threshold, length in steps (100 by default)"""
+    extrinsic: float = 0.0
+    """weight of the dream's predicted (extrinsic) reward in the explorer's fitness (0: pure exploration)"""
+    noise: float = 0.1
+    """exploration noise while collecting: Gaussian std x action range (Box), random-action probability (Discrete)"""
     seed: int = 0
+    """seeds training, CMA-ES, the dreams and collection"""
     device: str = "auto"
+    """torch device: auto (cuda, then mps, then cpu), cpu, cuda, cuda:N"""
 
 
 def ground_truth(env, info: dict) -> tuple | None:
@@ -86,62 +112,39 @@ class GroundTruth(Callback):
         self.positions.append(ground_truth(self.env, step.info))
 
 
-@torch.no_grad()
-def dream_returns(dream, act, model, population: int, rollouts: int, extrinsic: float) -> Tensor:
-    """Intrinsic (+ ``extrinsic`` x dream reward) return ``[P, R]`` of ``act(features [P, R, F])`` in ``P x R`` dreams."""
-    n = population * rollouts
-    obs = dream.reset(n)
-    total = torch.zeros(n, device=dream.device)
-    alive = torch.ones(n, dtype=torch.bool, device=dream.device)
-    for _ in range(dream.config.max_steps):
-        state, z = dream.state, dream.z
-        action = act(obs.view(population, rollouts, -1))
-        action = action.reshape(n, *action.shape[2:])
-        obs, reward, terminated, truncated = dream.step(action)
-        next_z = dream.z if model.needs_next else None
-        r = model.intrinsic_reward(state, z, dream.action.to_model(action.to(dream.device)), next_z)
-        total += (r + extrinsic * reward) * alive
-        alive &= ~(terminated | truncated)
-        if not alive.any():
-            break
-    return total.view(population, rollouts)
-
-
-def optimise_explorer(run: RunDir, config: ExploreConfig, vision, memory, model, device, round_: int,
-                      directory) -> dict:
-    """CMA-ES on the explorer in the dream; saves ``params.npz`` and ``config.json`` (with the round)."""
-    import warnings
-
-    warnings.filterwarnings("ignore", message="Could not import matplotlib")
-    import cma
-
-    from worldmodels.dream.imagine import BatchedDream, DreamConfig, initial_latents
-    from worldmodels.models.controller import ControllerSpec
-
+def optimise_explorer(run: RunDir, config: ExploreConfig, vision, memory, model, device, round_: int) -> dict:
+    """CMA-ES on the explorer in the dream, on ``model``'s intrinsic reward (+ ``extrinsic`` x the dream's),
+    warm-started from the last round's explorer; saves it with the round (``save_explorer``)."""
     action = run.action_spec()
     spec = ControllerSpec.for_run(memory.z_dim, memory.hidden_size, action)
     start = np.zeros(spec.n_params)
-    config_path = directory / "config.json"
-    if config_path.exists() and json.loads(config_path.read_text())["spec"] == spec.to_dict():
-        with np.load(directory / "params.npz") as data:
-            start = data["params"].astype(np.float64)
-    dream = BatchedDream(memory, initial_latents(run.latents), action,
-                         DreamConfig(config.temperature, 0.5, config.dream_steps), device, vision)
-    es = cma.CMAEvolutionStrategy(start, config.sigma0, {"popsize": config.population,
-                                                         "seed": config.seed + round_ + 1, "verbose": -9})
-    record = {}
-    for gen in range(config.generations):
-        solutions = es.ask()
-        params = torch.as_tensor(np.stack(solutions), dtype=torch.float32, device=device)
+    if (explorer_dir(run) / "config.json").exists():
+        saved, params, _ = load_explorer(run)
+        if saved == spec:
+            start = params.astype(np.float64)
+
+    def curiosity(state, z, model_action, next_z):
+        return model.intrinsic_reward(state, z, model_action, next_z if model.needs_next else None)
+
+    dream = BatchedDream(memory, initial_latents(run.latents), action, config.dream, device, vision,
+                         Shaping(config.extrinsic, bonus=curiosity))
+
+    def fitness(solutions: np.ndarray, gen: int) -> np.ndarray:
+        params = torch.as_tensor(solutions, dtype=torch.float32, device=device)
         dream.seed(config.seed * 100_003 + round_ * 1_000 + gen)
-        returns = dream_returns(dream, lambda f, p=params: spec.act(p, f, action), model, config.population,
-                                config.rollouts, config.extrinsic)
-        fitness = returns.mean(1).cpu().numpy()
-        es.tell(solutions, (-fitness).tolist())
-        record = {"dream_intrinsic_best": float(fitness.max()), "dream_intrinsic_mean": float(fitness.mean())}
-    atomic_save_npz(directory / "params.npz", params=np.asarray(es.mean, np.float32))
-    atomic_write_json(config_path, {"kind": "linear", "spec": spec.to_dict(), "intrinsic": config.intrinsic,
-                                    "round": round_ + 1, "noise": config.noise, **record})
+        returns, _ = rollout_population(dream, lambda f: spec.act(params, f, action), config.population,
+                                        config.rollouts)
+        return returns.mean(1).cpu().numpy()
+
+    record = {}
+
+    def on_generation(g: Generation) -> None:
+        record.update(dream_intrinsic_best=float(g.fitness.max()), dream_intrinsic_mean=float(g.fitness.mean()))
+
+    mean = evolve(start, config.sigma0, config.population, fitness, config.generations, config.seed + round_,
+                  on_generation=on_generation)
+    save_explorer(run, spec, mean, {"intrinsic": config.intrinsic, "round": round_ + 1, "noise": config.noise,
+                                    **record})
     return record
 
 
@@ -217,11 +220,11 @@ def explore(run: RunDir, config: ExploreConfig, progress: bool = True) -> dict:
         model = make_intrinsic(config.intrinsic, memory, device, action=run.action_spec())
         losses = {} if config.intrinsic == "surprise" else fit_intrinsic(
             model, run_transitions(run, memory, device), steps=config.curiosity_steps, seed=config.seed + r)
-        saved = directory / "config.json"
-        if saved.exists() and json.loads(saved.read_text()).get("round") == r + 1:
-            dream = {k: v for k, v in json.loads(saved.read_text()).items() if k.startswith("dream_")}
+        saved = load_explorer(run)[2] if (directory / "config.json").exists() else {}
+        if saved.get("round") == r + 1:
+            dream = {k: v for k, v in saved.items() if k.startswith("dream_")}
         else:
-            dream = optimise_explorer(run, config, vision, memory, model, device, r, directory)
+            dream = optimise_explorer(run, config, vision, memory, model, device, r)
         indices = list(range(base + r * config.episodes, base + (r + 1) * config.episodes))
         collect_round(run, indices, config.seed, directory, device)
         seen, recorded = coverage(directory, indices)
@@ -267,8 +270,8 @@ def add_parser(sub) -> None:
     p.add_argument("--population", type=int, default=d.population, help=f"CMA-ES population (default {d.population})")
     p.add_argument("--rollouts", type=int, default=d.rollouts, help=f"dreams per candidate (default {d.rollouts})")
     p.add_argument("--sigma0", type=float, default=d.sigma0, help=f"CMA-ES initial step size (default {d.sigma0})")
-    p.add_argument("--dream-steps", type=int, default=d.dream_steps, help=f"dream length (default {d.dream_steps})")
-    p.add_argument("--temperature", type=float, default=d.temperature, help="dream temperature tau (default 1.0)")
+    p.add_argument("--dream-steps", type=int, default=d.dream.max_steps, help=f"dream length (default {d.dream.max_steps})")
+    p.add_argument("--temperature", type=float, default=d.dream.temperature, help="dream temperature tau (default 1.0)")
     p.add_argument("--noise", type=float, default=d.noise, help=f"exploration noise while collecting (default {d.noise})")
     p.add_argument("--vision-epochs", type=int, default=d.vision_epochs, help=f"VAE epochs in round 1 (default {d.vision_epochs})")
     p.add_argument("--memory-epochs", type=int, default=d.memory_epochs, help=f"memory epochs in round 1 (default {d.memory_epochs})")
@@ -288,7 +291,8 @@ def add_parser(sub) -> None:
 
 def cmd_explore(args: argparse.Namespace) -> None:
     keys = [k for k in asdict(ExploreConfig()) if hasattr(args, k)]
-    config = ExploreConfig(**{k: getattr(args, k) for k in keys})
+    dream = DreamConfig(temperature=args.temperature, max_steps=args.dream_steps)
+    config = ExploreConfig(**{k: getattr(args, k) for k in keys}, dream=dream)
     run = RunDir(args.run)
     history = explore(run, config)
     last = history["rounds"][-1] if history["rounds"] else {}

@@ -12,16 +12,16 @@ from torch import Tensor
 from worldmodels.core.errors import UserError
 from worldmodels.curiosity.normalize import RewardMixer
 from worldmodels.curiosity.rewards import Batch, Intrinsic, make_intrinsic
+from worldmodels.dream.imagine import filter_states
 from worldmodels.models.memory import State
+from worldmodels.runs.episodes import list_episodes
+from worldmodels.training.latents import load_latents
 
 
 @torch.no_grad()
 def run_transitions(run, memory, device: torch.device | str = "cpu") -> Batch:
     """Every real transition of the run's encoded episodes: ``z`` = the VAE mean, the memory state
     before each step from running ``memory`` over the episode. Tensors [N, ...] on ``device``."""
-    from worldmodels.runs.episodes import list_episodes
-    from worldmodels.training.latents import load_latents
-
     episodes = load_latents(run, list(list_episodes(run.latents)))
     if not episodes:
         raise UserError(f"no encoded episodes in {run.latents}: run `wm train --run {run.root}` first")
@@ -29,14 +29,11 @@ def run_transitions(run, memory, device: torch.device | str = "cpu") -> Batch:
     for e in episodes:
         z = torch.as_tensor(e["mu"], device=device)
         a = torch.as_tensor(e["action"], device=device)
-        state = memory.initial_state(1)
-        for t in range(len(a)):
-            states.append(state)
-            state = memory.step(state, z[t:t + 1], a[t:t + 1])
+        states.append(tuple(s[0, :-1] for s in filter_states(memory, z[None, :-1], a[None])))
         zs.append(z[:-1])
         next_zs.append(z[1:])
         actions.append(a)
-    stacked = tuple(torch.cat([s[i] for s in states]) for i in range(len(states[0])))
+    stacked = tuple(torch.cat(parts) for parts in zip(*states))
     return {"state": stacked, "z": torch.cat(zs), "action": torch.cat(actions), "next_z": torch.cat(next_zs)}
 
 

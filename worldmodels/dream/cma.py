@@ -1,23 +1,22 @@
 """``wm dream --algo cma``: CMA-ES on a controller, evaluated entirely inside the dream.
 
 Every generation the whole population is one batched dream of ``P x R`` rollouts. The CMA-ES
-state is saved each generation (``controller/cma_state.pkl``, a pickle of pycma's optimizer and its RNG; model
-weights stay weights-only), so re-running resumes. Every ``real_every`` generations the mean
-solution is also scored in the real env, so the dream-to-real gap is visible; with
-``select="real"`` the controller kept is the one that scored best there. With several CUDA
-devices visible, each generation's population is split across them (one ``BatchedDream`` per
-device, each with its own copy of the memory model, run in parallel threads); one device is
-the plain path.
+state is saved each generation as data (``controller/cma_state.npz`` + ``.json``, see
+``worldmodels.dream.evolution``; no pickle is ever read), so re-running resumes. Every
+``real_every`` generations the mean solution is also scored in the real env, so the
+dream-to-real gap is visible; with ``select="real"`` the controller kept is the one that scored
+best there. With several CUDA devices visible, each generation's population is split across them
+(one ``BatchedDream`` per device, each with its own copy of the memory model, run in parallel
+threads); one device is the plain path.
 """
 
 from __future__ import annotations
 
 import copy
 import json
-import pickle
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
@@ -26,80 +25,91 @@ from tqdm.auto import tqdm
 from worldmodels.core.device import pick_device
 from worldmodels.core.errors import UserError
 from worldmodels.dream.env import intrinsic_bonus
-from worldmodels.dream.imagine import BatchedDream, DreamConfig, initial_latents, rollout_population
+from worldmodels.dream.evolution import Generation, evolve, saved_generation
+from worldmodels.dream.imagine import BatchedDream, DreamConfig, Shaping, initial_latents, rollout_population
+from worldmodels.evaluation.evaluate import evaluate
 from worldmodels.models.controller import ControllerSpec
-from worldmodels.runs.artifacts import load_world_model, weights_id
-from worldmodels.runs.rundir import RunDir, atomic_save_npz, atomic_write_bytes, atomic_write_json
+from worldmodels.runs.artifacts import load_world_model, save_controller, weights_id
+from worldmodels.runs.rundir import RunDir, atomic_write_json
+
+STATE = "cma_state"
+"""The CMA-ES state's name in ``RUN/controller``: ``cma_state.npz`` + ``cma_state.json``."""
 
 
 @dataclass
 class CMAConfig:
-    """The paper's settings are the defaults: population 64, 16 rollouts each, sigma0 0.1."""
+    """CMA-ES on a controller in the dream; the paper's settings are the defaults (population 64, 16 rollouts each, sigma0 0.1)."""
 
     generations: int = 100
+    """CMA-ES generations in all (a resumed run continues up to this count)"""
     population: int = 64
+    """candidate controllers per generation"""
     rollouts: int = 16
+    """dreams per candidate; its fitness is their mean return (dream reward units)"""
     sigma0: float = 0.1
-    hidden: int = 0  # controller hidden layer width (0: linear, as in the paper)
-    temperature: float = 1.0
-    done_threshold: float = 0.5
-    max_steps: int = 1000  # dream length
-    real_every: int = 10  # score the mean solution in the real env every K generations (0: never)
+    """initial CMA-ES step size, in controller-parameter units"""
+    hidden: int = 0
+    """controller hidden layer width in units (0: linear, as in the paper)"""
+    dream: DreamConfig = field(default_factory=DreamConfig)
+    """how the dreams run: temperature, done threshold, length in steps"""
+    real_every: int = 10
+    """score the mean solution in the real env every K generations (0: never)"""
     real_episodes: int = 4
-    real_max_steps: int | None = None  # truncate real-env checks (None: the run's max_steps)
-    select: str = "real"  # "real": keep the controller that scored best in real checks; "dream": CMA's mean
+    """real-env episodes per check"""
+    real_max_steps: int | None = None
+    """truncate real-env checks after this many steps (None: the run's max_steps)"""
+    select: str = "real"
+    """which controller is kept: "real", the best in real-env checks; "dream", CMA-ES's last mean"""
     workers: int | None = None
-    backend: str = "local"  # where real-env checks run: "local" processes or "ray" actors
+    """worker processes (or ray actors) for real-env checks (None: one per CPU core, at most one per episode)"""
+    backend: str = "local"
+    """where real-env checks run: "local" processes or "ray" actors"""
     ray_address: str | None = None
-    intrinsic: str | None = None  # curiosity bonus in the dream: surprise | icm | disagreement | infogain
-    beta: float = 1.0  # weight of the (normalised) intrinsic reward
+    """ray cluster address for backend "ray" (None: $RAY_ADDRESS, else a new local one)"""
+    intrinsic: str | None = None
+    """curiosity bonus in the dream: surprise | icm | disagreement | infogain (None: dream reward only)"""
+    beta: float = 1.0
+    """weight of the intrinsic reward, which is normalised to unit running std"""
     seed: int = 0
+    """seeds CMA-ES, the dreams and the real-env checks"""
     device: str = "auto"
+    """torch device of the dreams: auto (cuda, then mps, then cpu), cpu, cuda, cuda:N"""
 
 
-def save_controller(run: RunDir, spec: ControllerSpec, params: np.ndarray, info: dict) -> None:
-    run.controller.mkdir(parents=True, exist_ok=True)
-    atomic_save_npz(run.controller / "params.npz", params=np.asarray(params, np.float32))
-    atomic_write_json(run.controller / "config.json", {"kind": "linear" if not spec.hidden else "mlp",
-                                                       "spec": spec.to_dict(), **info})
+def forget(run: RunDir) -> None:
+    """Delete the saved CMA-ES optimisation and its controller (``wm dream --no-resume``)."""
+    for name in (f"{STATE}.npz", f"{STATE}.json", "history.json", "params.npz", "config.json"):
+        (run.controller / name).unlink(missing_ok=True)
+
+
+def resumed_history(run: RunDir, config: CMAConfig, spec: ControllerSpec) -> dict:
+    """The history of the saved optimisation (cut to the saved generation), or a fresh one."""
+    done = saved_generation(run.controller / STATE)
+    if not done:
+        return {"config": asdict(config), "spec": spec.to_dict(), "generations": [], "real": [], "best_real": None}
+    history = json.loads((run.controller / "history.json").read_text())
+    if history["config"]["population"] != config.population or history["spec"] != spec.to_dict():
+        raise UserError(f"{run.controller} holds a CMA-ES run with another population or controller; "
+                        "pass --no-resume to start over")
+    history["generations"] = history["generations"][:done]  # written before the state: one may be ahead
+    history["real"] = [r for r in history["real"] if r["generation"] <= done]
+    return history
 
 
 def train_cma(run: RunDir, config: CMAConfig, progress: bool = True) -> dict:
-    import warnings
-
-    warnings.filterwarnings("ignore", message="Could not import matplotlib")  # pycma's optional plotting
-    import cma
-
-    from worldmodels.evaluation.evaluate import evaluate
-
+    """CMA-ES on the run's controller in its dream (resumes a saved optimisation); returns the history."""
     device = pick_device(config.device)
     vision, memory = load_world_model(run, device)
     action = run.action_spec()
     spec = ControllerSpec.for_run(memory.z_dim, memory.hidden_size, action, config.hidden)
-    dream_config = DreamConfig(config.temperature, config.done_threshold, config.max_steps)
     start = initial_latents(run.latents)
-    bonus = intrinsic_bonus(run, memory, device, config.intrinsic, config.beta)
-    dream = BatchedDream(memory, start, action, dream_config, device, vision, bonus=bonus)
-    gpus = [] if bonus is not None else other_gpus(device)  # the curiosity model lives on one device
-    shards = [dream] + [BatchedDream(copy.deepcopy(memory).to(d), start, action, dream_config, d)
+    shaping = Shaping(bonus=intrinsic_bonus(run, memory, device, config.intrinsic, config.beta))
+    dream = BatchedDream(memory, start, action, config.dream, device, vision, shaping)
+    gpus = [] if shaping.bonus is not None else other_gpus(device)  # the curiosity model lives on one device
+    shards = [dream] + [BatchedDream(copy.deepcopy(memory).to(d), start, action, config.dream, d)
                         for d in gpus][:config.population - 1]  # one per GPU when several
-    state_path = run.controller / "cma_state.pkl"
-    history_path = run.controller / "history.json"
     run.controller.mkdir(parents=True, exist_ok=True)
-    if state_path.exists():
-        saved = json.loads(history_path.read_text())
-        if saved["config"]["population"] != config.population or saved["spec"] != spec.to_dict():
-            raise UserError(f"{run.controller} holds a CMA-ES run with another population or controller; "
-                            "pass --no-resume to start over")
-        # Our own file, written below: the optimizer and numpy's global RNG, which pycma samples from.
-        es, rng_state = pickle.loads(state_path.read_bytes())
-        np.random.set_state(rng_state)
-        history = saved
-    else:
-        es = cma.CMAEvolutionStrategy(np.zeros(spec.n_params), config.sigma0,
-                                      {"popsize": config.population, "seed": config.seed + 1, "verbose": -9})
-        history = {"config": asdict(config), "spec": spec.to_dict(), "generations": [], "real": [],
-                   "best_real": None}
+    history = resumed_history(run, config, spec)
     memory_id = weights_id(run.memory)
     if history.get("memory") not in (None, memory_id) and history["best_real"] is not None:
         # Retrained memory (an iterative round): h means something new, so the kept controller's
@@ -117,50 +127,60 @@ def train_cma(run: RunDir, config: CMAConfig, progress: bool = True) -> dict:
 
     writer = SummaryWriter(str(run.tb))
     print(f"dream: CMA-ES on a {spec.n_params}-parameter controller, population {config.population} x "
-          f"{config.rollouts} dreams of <= {config.max_steps} steps at tau={config.temperature} on {device}")
-    bar = tqdm(range(start_gen, config.generations), desc="dream cma", unit="gen", disable=not progress,
-               initial=start_gen, total=config.generations)
-    for gen in bar:
-        t0 = time.perf_counter()
-        solutions = es.ask()
-        params = torch.as_tensor(np.stack(solutions), dtype=torch.float32)
-        fitness = population_fitness(shards, spec, params, action, config.rollouts, config.seed * 100_003 + gen)
-        es.tell(solutions, (-fitness).tolist())
-        record = {"generation": gen + 1, "best": float(fitness.max()), "mean": float(fitness.mean()),
-                  "worst": float(fitness.min()), "sigma": float(es.sigma), "seconds": time.perf_counter() - t0}
+          f"{config.rollouts} dreams of <= {config.dream.max_steps} steps at tau={config.dream.temperature} on {device}")
+    bar = tqdm(desc="dream cma", unit="gen", disable=not progress, initial=start_gen, total=config.generations)
+    started = {}
+
+    def fitness(solutions: np.ndarray, gen: int) -> np.ndarray:
+        started["time"] = time.perf_counter()
+        params = torch.as_tensor(solutions, dtype=torch.float32)
+        return population_fitness(shards, spec, params, action, config.rollouts, config.seed * 100_003 + gen)
+
+    def on_generation(g: Generation) -> None:
+        record = {"generation": g.number, "best": float(g.fitness.max()), "mean": float(g.fitness.mean()),
+                  "worst": float(g.fitness.min()), "sigma": g.sigma, "seconds": time.perf_counter() - started["time"]}
         history["generations"].append(record)
         for key in ("best", "mean", "worst"):
-            writer.add_scalar(f"dream/fitness_{key}", record[key], gen + 1)
-        writer.add_scalar("dream/sigma", record["sigma"], gen + 1)
+            writer.add_scalar(f"dream/fitness_{key}", record[key], g.number)
+        writer.add_scalar("dream/sigma", record["sigma"], g.number)
         writer.add_scalar("dream/dream_steps_per_s",
-                          config.population * config.rollouts * config.max_steps / record["seconds"], gen + 1)
-        mean = np.asarray(es.mean, np.float32)
-        last = gen + 1 == config.generations
-        if config.real_every and ((gen + 1) % config.real_every == 0 or last):
-            # The same tracks at every check (and none of `wm eval`'s), so checks compare controllers.
-            result = evaluate(run, "controller", episodes=config.real_episodes, workers=config.workers,
-                              seed=10_000 + config.seed, max_steps=config.real_max_steps, progress=False,
-                              backend=config.backend, ray_address=config.ray_address,
-                              agent_options={"params": mean.tolist(), "spec": spec.to_dict()})
-            real = {"generation": gen + 1, "mean": result["mean"], "std": result["std"],
-                    "dream": float(dream_score(dream, spec, mean, action, config, device))}
-            history["real"].append(real)
-            writer.add_scalar("dream/real_score", real["mean"], gen + 1)
-            tqdm.write(f"generation {gen + 1}: real env {real['mean']:.1f} +- {real['std']:.1f} "
-                       f"(dream {real['dream']:.1f})")
-            if history["best_real"] is None or real["mean"] > history["best_real"]["mean"]:
-                history["best_real"] = real
-                if config.select == "real":
-                    save_controller(run, spec, mean, {"generation": gen + 1, "selected_by": "real", "real": real})
+                          config.population * config.rollouts * config.dream.max_steps / record["seconds"], g.number)
+        mean = g.mean.astype(np.float32)
+        last = g.number == config.generations
+        if config.real_every and (g.number % config.real_every == 0 or last):
+            real_check(run, config, spec, mean, dream, action, history, writer, g.number)
         if config.select == "dream" or not config.real_every:
-            save_controller(run, spec, mean, {"generation": gen + 1, "selected_by": "dream"})
-        if (gen + 1) % max(1, config.real_every or 10) == 0 or last:
-            log_dream_video(writer, dream, spec, mean, action, gen + 1)
-        atomic_write_bytes(state_path, pickle.dumps((es, np.random.get_state())))
-        atomic_write_json(history_path, history)
+            save_controller(run, spec, mean, {"generation": g.number, "selected_by": "dream"})
+        if g.number % max(1, config.real_every or 10) == 0 or last:
+            log_dream_video(writer, dream, spec, mean, action, g.number)
+        atomic_write_json(run.controller / "history.json", history)
+        bar.update()
         bar.set_postfix(best=f"{record['best']:.1f}", mean=f"{record['mean']:.1f}", sigma=f"{record['sigma']:.3f}")
+
+    evolve(np.zeros(spec.n_params), config.sigma0, config.population, fitness, config.generations, config.seed,
+           run.controller / STATE, on_generation)
+    bar.close()
     writer.close()
     return history
+
+
+def real_check(run: RunDir, config: CMAConfig, spec: ControllerSpec, mean: np.ndarray, dream: BatchedDream,
+               action, history: dict, writer, generation: int) -> None:
+    """Score CMA-ES's ``mean`` in the real env; with ``select="real"``, keep it as the controller if it is the best yet."""
+    # The same tracks at every check (and none of `wm eval`'s), so checks compare controllers.
+    result = evaluate(run, "controller", episodes=config.real_episodes, workers=config.workers,
+                      seed=10_000 + config.seed, max_steps=config.real_max_steps, progress=False,
+                      backend=config.backend, ray_address=config.ray_address,
+                      agent_options={"params": mean.tolist(), "spec": spec.to_dict()})
+    real = {"generation": generation, "mean": result["mean"], "std": result["std"],
+            "dream": dream_score(dream, spec, mean, action, config.rollouts)}
+    history["real"].append(real)
+    writer.add_scalar("dream/real_score", real["mean"], generation)
+    tqdm.write(f"generation {generation}: real env {real['mean']:.1f} +- {real['std']:.1f} (dream {real['dream']:.1f})")
+    if history["best_real"] is None or real["mean"] > history["best_real"]["mean"]:
+        history["best_real"] = real
+        if config.select == "real":
+            save_controller(run, spec, mean, {"generation": generation, "selected_by": "real", "real": real})
 
 
 def other_gpus(device: torch.device) -> list[torch.device]:
@@ -188,11 +208,10 @@ def population_fitness(shards: list[BatchedDream], spec: ControllerSpec, params:
         return np.concatenate(list(pool.map(run, range(len(shards)), shards, chunks)))
 
 
-def dream_score(dream: BatchedDream, spec: ControllerSpec, params: np.ndarray, action, config: CMAConfig,
-                device) -> float:
-    """Mean dream return of one controller over ``config.rollouts`` dreams."""
-    p = torch.as_tensor(params, dtype=torch.float32, device=device)[None]
-    returns, _ = rollout_population(dream, lambda f: spec.act(p, f, action), 1, config.rollouts)
+def dream_score(dream: BatchedDream, spec: ControllerSpec, params: np.ndarray, action, rollouts: int) -> float:
+    """Mean dream return of one controller over ``rollouts`` dreams."""
+    p = torch.as_tensor(params, dtype=torch.float32, device=dream.device)[None]
+    returns, _ = rollout_population(dream, lambda f: spec.act(p, f, action), 1, rollouts)
     return float(returns.mean())
 
 
@@ -200,7 +219,7 @@ def log_dream_video(writer, dream: BatchedDream, spec: ControllerSpec, params: n
                     frames: int = 32) -> None:
     """A strip of decoded dream frames of one controller (every few steps) in TensorBoard."""
     p = torch.as_tensor(params, dtype=torch.float32, device=dream.device)[None]
-    _, decoded = rollout_population(dream, lambda f: spec.act(p, f, action), 1, 1, record=0)
-    stride = max(1, len(decoded) // frames)
-    strip = torch.cat([d[0] for d in decoded[::stride][:frames]], dim=2)
-    writer.add_image("dream/best_controller_frames", strip.clamp(0, 1), step)
+    _, imagined = rollout_population(dream, lambda f: spec.act(p, f, action), 1, 1)
+    latents = imagined.latents[0]
+    decoded = dream.vision.decode(latents[::max(1, len(latents) // frames)][:frames]).float().cpu()
+    writer.add_image("dream/best_controller_frames", torch.cat(list(decoded), dim=2).clamp(0, 1), step)

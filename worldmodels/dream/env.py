@@ -8,15 +8,15 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from worldmodels.curiosity.transitions import dream_bonus
 from worldmodels.dream.imagine import BatchedDream
+from worldmodels.models import frames_to_uint8
 
 
 def intrinsic_bonus(run, memory, device, kind: str | None, beta: float):
     """The dream's curiosity bonus for ``--intrinsic KIND`` (None when not asked for)."""
     if not kind:
         return None
-    from worldmodels.curiosity.transitions import dream_bonus
-
     print(f"dream: adding {beta} x normalised {kind} intrinsic reward")
     return dream_bonus(kind, run, memory, device, beta)
 
@@ -45,8 +45,6 @@ class DreamEnv(gym.Env):
                 bool(truncated[0]), {})
 
     def render(self):
-        from worldmodels.models import frames_to_uint8
-
         return frames_to_uint8(self.dream.frames())[0]
 
 

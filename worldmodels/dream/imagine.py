@@ -1,15 +1,21 @@
-"""Dreams: rolling a trained memory model forward as a simulator, batched on the device.
+"""Imagination: rolling a trained memory model forward, batched on its device.
 
-``BatchedDream`` runs N dreams as one tensor computation per step: the observation is
-``[z, h]`` (``[N, Z+H]``), an action advances the memory model, the next ``z`` is sampled at
-temperature ``tau``, the reward comes from the reward head and termination from the done head
-(``P(done) > done_threshold``); dreams start from encoded first frames of real episodes.
-``DreamEnv`` (a ``gymnasium.Env``) and ``DreamVecEnv`` (an SB3 ``VecEnv``) expose it to RL code.
+``imagine`` is the one rollout kernel: it steps any ``Memory`` for N trajectories, open loop
+(actions ``[N, H, A]``) or closed loop (a policy of ``[z, h]``), taking the next latent as the
+mean (temperature 0) or sampling it at temperature tau from a seedable generator, and shapes the
+reward (``Shaping``: extrinsic weight, bonus, penalty). Dreams, planners, visual foresight,
+curiosity and the memory trainer's dream strip all run on it; ``filter_states`` is its
+teacher-forced sibling over real latents. ``BatchedDream`` keeps N dreams going step by step
+(for RL code: ``DreamEnv``, ``dream_vec_env``): the observation is ``[z, h]`` (``[N, Z+H]``), the
+reward comes from the reward head and termination from the done head (``P(done) >
+done_threshold``); dreams start from encoded first frames of real episodes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -17,14 +23,185 @@ from torch import Tensor
 
 from worldmodels.core.errors import UserError
 from worldmodels.envs.spaces import ActionSpec
+from worldmodels.models.memory import LatentDistribution, Memory, State
 from worldmodels.runs.episodes import list_episodes
+
+Policy = Callable[[Tensor], Tensor]
+"""Closed-loop actions: observations ``[z, h]`` [N, Z+H] -> model-side actions [N, A] (one-hot if discrete)."""
+
+Bonus = Callable[[State, Tensor, Tensor, Tensor], Tensor]
+"""``bonus(state, z, action, next_z) -> [N]``: the memory state before a step, its latent [N, Z], the
+model-side action [N, A] and the imagined next latent [N, Z]."""
 
 
 @dataclass
 class DreamConfig:
-    temperature: float = 1.0  # tau: randomness of the next latent (0: the mean)
-    done_threshold: float = 0.5  # a dream terminates when P(done) exceeds this
-    max_steps: int = 1000  # truncation
+    """How a dream runs: the randomness of its latents and when it ends."""
+
+    temperature: float = 1.0
+    """tau: randomness of the next latent (0: its mean, 1: the model's own spread); unitless"""
+    done_threshold: float = 0.5
+    """a dream terminates on the first step where the predicted P(done) exceeds this probability"""
+    max_steps: int = 1000
+    """dream length limit, in steps (truncation)"""
+
+
+@dataclass(frozen=True)
+class Shaping:
+    """The reward paid per imagined step: ``extrinsic * r + bonus(...) - penalty(...)``."""
+
+    extrinsic: float = 1.0
+    """weight of the memory model's predicted reward r"""
+    bonus: Bonus | None = None
+    """added to the reward, e.g. a curiosity bonus (a ``Bonus``; None: nothing)"""
+    penalty: Bonus | None = None
+    """subtracted from the reward, e.g. model uncertainty for pessimism (a ``Bonus``; None: nothing)"""
+
+    def __call__(self, reward: Tensor, state: State, z: Tensor, action: Tensor, next_z: Tensor) -> Tensor:
+        """[N] the shaped reward of a step (arguments as in ``Bonus``, ``reward`` [N] predicted)."""
+        shaped = self.extrinsic * reward
+        if self.bonus is not None:
+            shaped = shaped + self.bonus(state, z, action, next_z)
+        if self.penalty is not None:
+            shaped = shaped - self.penalty(state, z, action, next_z)
+        return shaped
+
+
+class Imagined(NamedTuple):
+    """N imagined trajectories of T steps; every tensor on the memory model's device."""
+
+    latents: Tensor
+    """[N, T, Z] the latent after each step: z_1 .. z_T"""
+    rewards: Tensor
+    """[N, T] the shaped reward of each step"""
+    continues: Tensor
+    """[N, T] P(the episode goes on after step t): sigmoid(-done logit)"""
+    state: State
+    """the memory state after the last step (holds h_T)"""
+
+    def survival(self) -> Tensor:
+        """[N, T+1] P(no termination before step t), t = 0 .. T: products of earlier ``continues``."""
+        ones = self.continues.new_ones(len(self.continues), 1)
+        return torch.cat([ones, self.continues.cumprod(1)], dim=1)
+
+    def total_reward(self, done_threshold: float) -> Tensor:
+        """[N] reward summed up to each trajectory's first termination (P(done) > ``done_threshold``), included."""
+        ended = terminated(self.continues, done_threshold).int()
+        earlier = ended.cumsum(1) - ended  # terminations before step t
+        return (self.rewards * (earlier == 0)).sum(1)
+
+
+def terminated(continues: Tensor, done_threshold: float) -> Tensor:
+    """Bool, shaped like ``continues``: where P(done) = 1 - continues exceeds ``done_threshold``."""
+    return continues < 1 - done_threshold
+
+
+def memory_device(memory: Memory) -> torch.device:
+    """Where ``memory`` computes: its weights' device (its initial state's, for weightless models)."""
+    parameters = getattr(memory, "parameters", None)
+    first = next(iter(parameters()), None) if parameters is not None else None
+    return first.device if first is not None else memory.initial_state(1)[0].device
+
+
+def sample_latent(distribution: LatentDistribution, temperature: float,
+                  generator: torch.Generator | None = None) -> Tensor:
+    """[N, Z]: the mean at ``temperature`` <= 0, else a sample at ``temperature`` drawn from ``generator``
+    (the device's global RNG when None; a generator must live on the distribution's device)."""
+    if temperature <= 0:
+        return distribution.mean
+    if generator is None:
+        return distribution.sample(temperature)
+    # ``sample`` draws from the device's global RNG: lend it the generator's state. (Cheaper than
+    # fork_rng + manual_seed, and no per-step seed read back from the device.)
+    default = _default_generator(generator.device)
+    saved = default.get_state()
+    default.set_state(generator.get_state())
+    try:
+        return distribution.sample(temperature)
+    finally:
+        generator.set_state(default.get_state())
+        default.set_state(saved)
+
+
+def _default_generator(device: torch.device) -> torch.Generator:
+    """The generator that random ops on ``device`` use when given none."""
+    if device.type == "cuda":
+        return torch.cuda.default_generators[device.index if device.index is not None else torch.cuda.current_device()]
+    if device.type == "mps":
+        return torch.mps._get_default_mps_generator()
+    return torch.default_generator
+
+
+def _batched(x: Tensor, n: int, device: torch.device) -> Tensor:
+    """``x`` [1 or n, ...] as a contiguous [n, ...] on ``device`` (cuDNN's LSTM refuses a strided hx)."""
+    x = x.to(device)
+    if len(x) != n:
+        if len(x) != 1:
+            raise ValueError(f"a batch of {len(x)} cannot start {n} trajectories: give 1 or {n}")
+        x = x.expand(n, *x.shape[1:])
+    return x.contiguous()
+
+
+def imagine(memory: Memory, state: State, z: Tensor, actions: Tensor | Policy, horizon: int | None = None,
+            temperature: float = 0.0, generator: torch.Generator | None = None, shaping: Shaping | None = None,
+            done_threshold: float | None = None) -> Imagined:
+    """Roll ``memory`` forward for N trajectories from ``state`` and latent ``z`` [N or 1, Z].
+
+    ``actions``: open loop, model-side ``[N, H, A]``; or closed loop, a ``Policy`` called on ``[z, h]``
+    every step for ``horizon`` steps. A start of batch 1 is copied to all N trajectories. The next
+    latent is the mean at ``temperature`` 0, else sampled (``sample_latent``, from ``generator``).
+    Rewards are shaped by ``shaping`` (default: the predicted reward). With ``done_threshold``,
+    imagination stops early once every trajectory has terminated (so T <= H).
+    """
+    device = memory_device(memory)
+    if isinstance(actions, Tensor):
+        actions = actions.to(device)
+        n, horizon = actions.shape[:2]
+    else:
+        n = max(len(z), len(state[0]))
+    if not horizon:
+        raise ValueError(f"imagination needs a horizon of at least one step, got {horizon}")
+    state = tuple(_batched(s, n, device) for s in state)
+    z = _batched(z, n, device)
+    shaping = shaping or Shaping()
+    ended = torch.zeros(n, dtype=torch.bool, device=device)
+    latents, rewards, continues = [], [], []
+    for t in range(horizon):
+        if isinstance(actions, Tensor):
+            action = actions[:, t]
+        else:
+            action = actions(torch.cat([z, memory.features(state)], dim=1)).to(device)
+        next_state = memory.step(state, z, action)
+        prediction = memory.predict(next_state)
+        next_z = sample_latent(prediction.next_z, temperature, generator)
+        latents.append(next_z)
+        rewards.append(shaping(prediction.reward, state, z, action, next_z))
+        continues.append(torch.sigmoid(-prediction.done_logit))
+        state, z = next_state, next_z
+        if done_threshold is not None:
+            ended |= terminated(continues[-1], done_threshold)
+            if bool(ended.all()):
+                break
+    return Imagined(torch.stack(latents, 1), torch.stack(rewards, 1), torch.stack(continues, 1), state)
+
+
+def filter_states(memory: Memory, latents: Tensor, actions: Tensor, state: State | None = None) -> State:
+    """Teacher forcing: step ``memory`` over real latents [N, T, Z] and model-side actions [N, T, A].
+
+    Returns every state passed, each tensor ``[N, T+1, ...]``: index t is the state before step t
+    (it has seen z_0 .. z_{t-1}), index T the state after the last step. Starts from ``state``
+    (default: the initial state); on the memory model's device.
+    """
+    device = memory_device(memory)
+    latents, actions = latents.to(device), actions.to(device)
+    if state is None:
+        state = memory.initial_state(len(latents))
+    state = tuple(_batched(s, len(latents), device) for s in state)
+    states = [state]
+    for t in range(actions.shape[1]):
+        state = memory.step(state, latents[:, t], actions[:, t])
+        states.append(state)
+    return tuple(torch.stack(parts, dim=1) for parts in zip(*states))
 
 
 def initial_latents(latents_dir, limit: int | None = None) -> tuple[Tensor, Tensor]:
@@ -40,12 +217,12 @@ def initial_latents(latents_dir, limit: int | None = None) -> tuple[Tensor, Tens
 
 
 class BatchedDream:
-    """N dreams in lockstep over ``memory`` (any ``Memory``), all tensors on ``device``."""
+    """N dreams in lockstep over ``memory`` (any ``Memory``), all tensors on ``device``; each step is ``imagine``'s."""
 
-    def __init__(self, memory, start: tuple[Tensor, Tensor], action: ActionSpec, config: DreamConfig,
-                 device: torch.device | str = "cpu", vision=None, bonus=None):
+    def __init__(self, memory: Memory, start: tuple[Tensor, Tensor], action: ActionSpec, config: DreamConfig,
+                 device: torch.device | str = "cpu", vision=None, shaping: Shaping | None = None):
         self.memory = memory
-        self.bonus = bonus  # optional intrinsic reward: bonus(state, z, action, next_z) -> [n] (curiosity)
+        self.shaping = shaping or Shaping()
         self.start_mu, self.start_std = start[0].to(device), torch.exp(0.5 * start[1]).to(device)
         self.action = action
         self.config = config
@@ -59,7 +236,8 @@ class BatchedDream:
         self.generator.manual_seed(int(seed))
         self.sampler.manual_seed(int(seed) + 1)
 
-    def _start(self, n: int) -> tuple[Tensor, tuple]:
+    def start(self, n: int) -> tuple[Tensor, State]:
+        """``n`` fresh starts: latents [n, Z] drawn around encoded first frames, and initial memory states."""
         idx = torch.randint(len(self.start_mu), (n,), device=self.device, generator=self.generator)
         noise = torch.randn((n, self.start_mu.shape[1]), device=self.device, generator=self.generator)
         return self.start_mu[idx] + self.start_std[idx] * noise, self.memory.initial_state(n)
@@ -67,7 +245,7 @@ class BatchedDream:
     @torch.no_grad()
     def reset(self, n: int) -> Tensor:
         """Start ``n`` dreams; returns observations ``[n, Z+H]``."""
-        self.z, self.state = self._start(n)
+        self.z, self.state = self.start(n)
         self.t = torch.zeros(n, dtype=torch.long, device=self.device)
         return self.observe()
 
@@ -77,7 +255,7 @@ class BatchedDream:
         n = int(mask.sum())
         if n == 0:
             return
-        z, fresh = self._start(n)
+        z, fresh = self.start(n)
         self.z[mask] = z
         state = tuple(s.clone() for s in self.state)
         for s, f in zip(state, fresh):
@@ -97,59 +275,31 @@ class BatchedDream:
     @torch.no_grad()
     def step(self, action: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Env actions ``[n, A]`` (or indices ``[n]``) -> (obs ``[n, Z+H]``, reward, terminated, truncated ``[n]``)."""
-        state, z, a = self.state, self.z, self.action.to_model(action.to(self.device))
-        self.state = self.memory.step(state, z, a)
-        prediction = self.memory.predict(self.state)
-        tau = self.config.temperature
-        self.z = prediction.next_z.mean if tau <= 0 else self._sample(prediction.next_z, tau)
+        model_action = self.action.to_model(action.to(self.device))[:, None]
+        imagined = imagine(self.memory, self.state, self.z, model_action, temperature=self.config.temperature,
+                           generator=self.sampler, shaping=self.shaping)
+        self.state, self.z = imagined.state, imagined.latents[:, 0]
         self.t += 1
-        terminated = torch.sigmoid(prediction.done_logit) > self.config.done_threshold
-        truncated = (self.t >= self.config.max_steps) & ~terminated
-        reward = prediction.reward if self.bonus is None else prediction.reward + self.bonus(state, z, a, self.z)
-        return self.observe(), reward, terminated, truncated
-
-    def _sample(self, distribution, tau: float) -> Tensor:
-        # ``sample`` draws from the device's global RNG: lend it our sampler's state, so dreams are
-        # seeded. (Cheaper than fork_rng + manual_seed, and no per-step seed read back from the device.)
-        default = _default_generator(self.device)
-        saved = default.get_state()
-        default.set_state(self.sampler.get_state())
-        try:
-            return distribution.sample(tau)
-        finally:
-            self.sampler.set_state(default.get_state())
-            default.set_state(saved)
-
-
-def _default_generator(device: torch.device) -> torch.Generator:
-    """The generator that random ops on ``device`` use when given none."""
-    if device.type == "cuda":
-        return torch.cuda.default_generators[device.index if device.index is not None else torch.cuda.current_device()]
-    if device.type == "mps":
-        return torch.mps._get_default_mps_generator()
-    return torch.default_generator
+        done = terminated(imagined.continues[:, 0], self.config.done_threshold)
+        truncated = (self.t >= self.config.max_steps) & ~done
+        return self.observe(), imagined.rewards[:, 0], done, truncated
 
 
 @torch.no_grad()
-def rollout_population(dream: BatchedDream, policy, population: int, rollouts: int,
-                       record: int | None = None) -> tuple[Tensor, list[Tensor]]:
-    """Total dream reward ``[population, rollouts]`` of a population acting in ``P x R`` dreams at once.
+def rollout_population(dream: BatchedDream, policy, population: int, rollouts: int) -> tuple[Tensor, Imagined]:
+    """Total dream reward ``[population, rollouts]`` of a population acting in ``P x R`` fresh dreams at once,
+    and the dreams (``Imagined``, N = P x R, candidate-major).
 
-    ``policy(features [P, R, F]) -> env actions [P, R, ...]``. Dreams that end stop earning.
-    With ``record`` = p, also returns decoded frames of candidate p's first rollout.
+    ``policy(observations [P, R, Z+H]) -> env actions [P, R, ...]``. A dream earns until it terminates or
+    reaches ``max_steps``; imagination stops once every dream has terminated.
     """
-    n = population * rollouts
-    obs = dream.reset(n)
-    total = torch.zeros(n, device=dream.device)
-    alive = torch.ones(n, dtype=torch.bool, device=dream.device)
-    frames = []
-    for _ in range(dream.config.max_steps):
-        if record is not None:
-            frames.append(dream.vision.decode(dream.z[record * rollouts:record * rollouts + 1]).cpu())
+    n, config = population * rollouts, dream.config
+    z, state = dream.start(n)
+
+    def act(obs: Tensor) -> Tensor:
         action = policy(obs.view(population, rollouts, -1))
-        obs, reward, terminated, truncated = dream.step(action.reshape(n, *action.shape[2:]))
-        total += reward * alive
-        alive &= ~(terminated | truncated)
-        if not alive.any():
-            break
-    return total.view(population, rollouts), frames
+        return dream.action.to_model(action.reshape(n, *action.shape[2:]).to(dream.device))
+
+    imagined = imagine(dream.memory, state, z, act, config.max_steps, config.temperature, dream.sampler,
+                       dream.shaping, config.done_threshold)
+    return imagined.total_reward(config.done_threshold).view(population, rollouts), imagined

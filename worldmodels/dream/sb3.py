@@ -3,44 +3,41 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import inspect
+from dataclasses import dataclass, field
 
 from worldmodels.core.device import pick_device
 from worldmodels.core.errors import UserError
 from worldmodels.dream.env import dream_vec_env, intrinsic_bonus
-from worldmodels.dream.imagine import BatchedDream, DreamConfig, initial_latents
-from worldmodels.runs.artifacts import load_world_model
+from worldmodels.dream.imagine import BatchedDream, DreamConfig, Shaping, initial_latents
+from worldmodels.runs.artifacts import algo_class, load_world_model, sb3_path
 from worldmodels.runs.rundir import RunDir, atomic_write_json
 
 
 @dataclass
 class SB3Config:
+    """A stable-baselines3 algorithm trained on batched dreams."""
+
     algo: str = "ppo"
-    timesteps: int = 100_000  # dream steps in total, over all parallel dreams
-    envs: int = 16  # parallel dreams
-    temperature: float = 1.0
-    done_threshold: float = 0.5
-    max_steps: int = 1000
-    intrinsic: str | None = None  # curiosity bonus in the dream: surprise | icm | disagreement | infogain
-    beta: float = 1.0  # weight of the (normalised) intrinsic reward
+    """stable-baselines3 algorithm: ppo, a2c, sac, td3, ..."""
+    timesteps: int = 100_000
+    """dream steps in total, over all parallel dreams"""
+    envs: int = 16
+    """parallel dreams (the VecEnv's size)"""
+    dream: DreamConfig = field(default_factory=DreamConfig)
+    """how the dreams run: temperature, done threshold, length in steps"""
+    intrinsic: str | None = None
+    """curiosity bonus in the dream: surprise | icm | disagreement | infogain (None: dream reward only)"""
+    beta: float = 1.0
+    """weight of the intrinsic reward, which is normalised to unit running std"""
     seed: int = 0
+    """seeds the algorithm and the dreams"""
     device: str = "auto"
-
-
-def algo_class(name: str):
-    import stable_baselines3
-
-    cls = getattr(stable_baselines3, name.upper(), None)
-    if cls is None:
-        names = [n.lower() for n in stable_baselines3.__all__ if n.isupper()]
-        raise UserError(f"unknown stable-baselines3 algorithm {name!r}; choose one of cma, {', '.join(names)}")
-    return cls
+    """torch device of the dreams (and of the policy unless cpu): auto (cuda, then mps, then cpu), cpu, cuda, cuda:N"""
 
 
 def rollout_kwargs(cls, config: SB3Config) -> dict:
     """On-policy algorithms: rollouts of at most ``timesteps`` steps (PPO's default 2048 x envs would overshoot)."""
-    import inspect
-
     from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 
     if not issubclass(cls, OnPolicyAlgorithm):
@@ -53,18 +50,13 @@ def rollout_kwargs(cls, config: SB3Config) -> dict:
     return kwargs
 
 
-def sb3_path(run: RunDir, algo: str):
-    return run.controller / f"sb3_{algo.lower()}.zip"
-
-
 def train_sb3(run: RunDir, config: SB3Config, progress: bool = True) -> dict:
     """Train ``config.algo`` on ``config.envs`` batched dreams; resumes from a saved model."""
     cls = algo_class(config.algo)
     device = pick_device(config.device)
     vision, memory = load_world_model(run, device)
-    dream = BatchedDream(memory, initial_latents(run.latents), run.action_spec(),
-                         DreamConfig(config.temperature, config.done_threshold, config.max_steps), device, vision,
-                         bonus=intrinsic_bonus(run, memory, device, config.intrinsic, config.beta))
+    dream = BatchedDream(memory, initial_latents(run.latents), run.action_spec(), config.dream, device, vision,
+                         Shaping(bonus=intrinsic_bonus(run, memory, device, config.intrinsic, config.beta)))
     env = dream_vec_env(dream, config.envs)
     env.seed(config.seed)
     path = sb3_path(run, config.algo)
@@ -98,17 +90,3 @@ def _has_rich() -> bool:
     except ImportError:
         return False
     return True
-
-
-def load_sb3(run: RunDir, algo: str | None, device="cpu"):
-    """The SB3 model saved by ``wm dream --algo ALGO`` (the only one when ``algo`` is None)."""
-    if algo is None:
-        found = sorted(run.controller.glob("sb3_*.zip"))
-        if len(found) != 1:
-            raise UserError(f"{'no' if not found else 'several'} SB3 models in {run.controller}; "
-                            "train one with `wm dream --algo ppo` or name it with --algo")
-        algo = found[0].stem.removeprefix("sb3_")
-    path = sb3_path(run, algo)
-    if not path.exists():
-        raise UserError(f"no {algo.upper()} model at {path}: run `wm dream --run {run.root} --algo {algo}` first")
-    return algo_class(algo).load(str(path), device=device)

@@ -24,6 +24,7 @@ from torch import Tensor
 from worldmodels.agents.cem import CEMAgent
 from worldmodels.collect.driver import Callback, DecisionTimer, Step, drive
 from worldmodels.core.errors import UserError
+from worldmodels.dream.imagine import imagine
 from worldmodels.envs.spaces import ActionSpec
 from worldmodels.evaluation.video import write_mp4
 from worldmodels.models.memory import Memory, State
@@ -44,18 +45,9 @@ FRAME_SHAPE = (64, 64, 3)
 def predicted_latents(memory: Memory, state: State, z: Tensor, actions: Tensor, temperature: float = 0.0) -> Tensor:
     """[N, H, Z] latents the memory model predicts after each step of ``actions`` [N, H, A].
 
-    From ``state`` (batch 1) and ``z`` [1, Z], expanded to N; ``temperature`` 0 follows the mean.
+    From ``state`` (batch 1) and ``z`` [1, Z], copied to N; ``temperature`` 0 follows the mean.
     """
-    n, horizon, _ = actions.shape
-    state = tuple(s.expand(n, *s.shape[1:]) for s in state)
-    z = z.expand(n, -1)
-    out = []
-    for t in range(horizon):
-        state = memory.step(state, z, actions[:, t])
-        distribution = memory.predict(state).next_z
-        z = distribution.mean if temperature == 0 else distribution.sample(temperature)
-        out.append(z)
-    return torch.stack(out, dim=1)
+    return imagine(memory, state, z, actions, temperature=temperature).latents
 
 
 def to_frames(images: Tensor) -> np.ndarray:

@@ -1,6 +1,6 @@
 """Model-predictive control in latent space: ``latent_returns`` (the PlaNet objective, the return a
-memory model predicts for each candidate action sequence) and ``MPCPlanner`` (re-plan every step
-with a shifted warm start).
+memory model predicts for each candidate action sequence, imagined by ``worldmodels.dream.imagine``)
+and ``MPCPlanner`` (re-plan every step with a shifted warm start).
 """
 
 from __future__ import annotations
@@ -10,13 +10,12 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from worldmodels.dream.imagine import Bonus, Shaping, imagine
 from worldmodels.models.memory import Memory, State
 from worldmodels.planning.optimizers import CEMOptimizer, Objective
 
-Bonus = Callable[[State, Tensor, Tensor, Tensor], Tensor]
-
-
 TerminalValue = Callable[[Tensor, Tensor], Tensor]
+"""``value(features [N, H], z [N, Z]) -> [N]`` of the state a plan ends in."""
 
 
 def latent_returns(
@@ -31,32 +30,21 @@ def latent_returns(
 ) -> Tensor:
     """[N] predicted discounted return of each action sequence ``actions`` [N, H, A].
 
-    Starts every candidate from ``state`` (batch 1) and ``z`` [1, Z], expanded to N without
-    copies. Step t's reward (plus ``bonus``) counts with weight discount^t times the predicted
-    probability that the episode has not terminated before it; ``terminal_value`` of the final
-    features and z is added with discount^H and the survival probability after step H.
-    ``temperature`` 0 follows the mean next latent, > 0 samples it (global torch RNG).
+    Starts every candidate from ``state`` (batch 1) and ``z`` [1, Z]. Step t's reward (plus
+    ``bonus``) counts with weight discount^t times the predicted probability that the episode has
+    not terminated before it; ``terminal_value`` of the final features and z is added with
+    discount^H and the survival probability after step H. ``temperature`` 0 follows the mean
+    next latent, > 0 samples it (global torch RNG).
     """
-    n, horizon, _ = actions.shape
     if z.shape[0] != 1:
         raise ValueError(f"latent_returns plans from one state: z must be [1, Z], got {list(z.shape)}")
-    state = tuple(s.expand(n, *s.shape[1:]) for s in state)
-    z = z.expand(n, -1)
-    returns = actions.new_zeros(n)
-    alive = actions.new_ones(n)  # P(not terminated yet)
-    weight = 1.0  # discount^t
-    for t in range(horizon):
-        action = actions[:, t]
-        next_state = memory.step(state, z, action)
-        prediction = memory.predict(next_state)
-        next_z = prediction.next_z.mean if temperature == 0 else prediction.next_z.sample(temperature)
-        reward = prediction.reward if bonus is None else prediction.reward + bonus(state, z, action, next_z)
-        returns += weight * alive * reward
-        alive = alive * torch.sigmoid(-prediction.done_logit)
-        weight *= discount
-        state, z = next_state, next_z
+    imagined = imagine(memory, state, z, actions, temperature=temperature, shaping=Shaping(bonus=bonus))
+    horizon = imagined.rewards.shape[1]
+    weights = discount ** torch.arange(horizon + 1, device=imagined.rewards.device, dtype=imagined.rewards.dtype)
+    survival = imagined.survival() * weights  # [N, H+1]
+    returns = (survival[:, :horizon] * imagined.rewards).sum(1)
     if terminal_value is not None:
-        returns += weight * alive * terminal_value(memory.features(state), z)
+        returns = returns + survival[:, horizon] * terminal_value(memory.features(imagined.state), imagined.latents[:, -1])
     return returns
 
 
