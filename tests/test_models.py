@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import distributions as D
 
+from tests.conftest import DEVICES
 from worldmodels.models import (
     MDNRNN,
     MEMORY_CONFIGS,
@@ -297,3 +298,52 @@ def test_memory_interface_and_dream_rollout(kind):
         candidates = repeat_state(state, 3)
         assert all(s.shape[0] == 3 * batch for s in candidates)
         assert model.sample(candidates, temperature=0.5).shape == (3 * batch, 8)
+
+
+# ---------------------------------------------------------------------------------------------- devices
+
+
+def _tensors(args) -> list[torch.Tensor]:
+    """The tensors in a (nested) tuple of arguments."""
+    out = []
+    for a in args:
+        out.extend(_tensors(a) if isinstance(a, tuple) else [a] if isinstance(a, torch.Tensor) else [])
+    return out
+
+
+@pytest.mark.parametrize("kind", ["mdn", "vrnn"])
+def test_step_hands_the_recurrent_cell_contiguous_states(kind, device):
+    """A planner expands one state to N candidates, a strided view; cuDNN refuses such an hx
+    ("rnn: hx is not contiguous") where the CPU kernel accepts it, so the CPU run checks the layout."""
+    model = tiny_memory(kind).to(device)
+    cell = model.lstm if kind == "mdn" else model.rnn
+    seen = []
+    cell.register_forward_pre_hook(lambda module, args: seen.extend(t.is_contiguous() for t in _tensors(args)))
+    state = tuple(s.expand(5, *s.shape[1:]) for s in model.initial_state(1))
+    z = torch.randn(1, 8, device=device).expand(5, -1)
+    action = F.one_hot(torch.arange(5, device=device) % 4, 4).float()
+    assert not all(s.is_contiguous() for s in state)
+    with torch.no_grad():
+        torch.manual_seed(0)
+        expanded = model.step(state, z, action)
+        torch.manual_seed(0)
+        copied = model.step(tuple(s.contiguous() for s in state), z.contiguous(), action)
+    assert seen and all(seen), seen
+    for a, b in zip(expanded, copied):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("device", [*DEVICES, "meta"])
+@pytest.mark.parametrize("kind", ["mdn", "vrnn"])
+def test_every_tensor_a_memory_returns_is_on_its_device(kind, device):
+    """``meta`` stands in for an accelerator on a CPU-only machine: a tensor made without the
+    model's device (``torch.zeros(...)``) lands on the CPU and shows up here."""
+    device = torch.device(device)
+    model = tiny_memory(kind).to(device)
+    z, action, reward, done, mask = (t.to(device) for t in sequence_batch(batch=3, steps=4))
+    state = model.step(model.initial_state(3), z[:, 0], action[:, 0])
+    prediction = model.predict(state)
+    out = [*model.initial_state(3), *state, model.features(state), model.sample(state, 0.5), prediction.reward,
+           prediction.done_logit, prediction.next_z.mean, prediction.next_z.sample(1.0),
+           prediction.next_z.log_prob(z[:, 1]), *model.loss(z, action, reward, done, mask).values()]
+    assert {t.device.type for t in out} == {device.type}

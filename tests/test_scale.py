@@ -132,8 +132,26 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def fake_one_gpu(cuda, setattr=setattr) -> list[int]:
+    """Make ``torch.cuda`` see one GPU: ``set_device`` accepts ordinal 0 alone, as on a one-GPU
+    machine, and records what it was asked for (the list returned). ``setattr``: monkeypatch's, to undo it."""
+    calls = []
+
+    def set_device(ordinal) -> None:
+        calls.append(int(ordinal))
+        if int(ordinal) > 0:
+            raise RuntimeError("CUDA error: invalid device ordinal")
+
+    setattr(cuda, "is_available", lambda: True)
+    setattr(cuda, "device_count", lambda: 1)
+    setattr(cuda, "set_device", set_device)
+    return calls
+
+
 def _train_rank(rank: int, world: int, port: int, root: str, config) -> None:
-    """One torchrun-like rank: the environment torchrun sets, then the library's own training."""
+    """One torchrun-like rank: the environment torchrun sets, then the library's own training.
+
+    CPU training runs with a GPU visible (faked where there is none): CPU ranks must not claim GPUs."""
     import torch
     import torch.distributed as dist
 
@@ -142,6 +160,8 @@ def _train_rank(rank: int, world: int, port: int, root: str, config) -> None:
     os.environ.update(WORLD_SIZE=str(world), RANK=str(rank), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port))
     torch.set_num_threads(1)
+    if config.device == "cpu" and not torch.cuda.is_available():
+        fake_one_gpu(torch.cuda)
     train_memory(RunDir(root), config, progress=False)
     dist.destroy_process_group()
 
@@ -169,14 +189,19 @@ def encoded_run(tmp_path_factory) -> Path:
     return run.root
 
 
-def test_two_ddp_processes_train_what_one_process_trains(encoded_run, tmp_path):
+def test_two_ddp_processes_train_what_one_process_trains(encoded_run, tmp_path, device):
     import torch
 
     from worldmodels.training.memory import MemoryTrainConfig, train_memory
 
+    if device.type == "cuda" and torch.cuda.device_count() < 2:
+        pytest.skip("DDP on CUDA needs a GPU per rank: 2 GPUs")
     # Windows of 12 steps in 15-step episodes: every step is real (mask 1), so the mean loss of two
-    # half batches is the mean loss of the whole batch, and so are the averaged gradients.
-    config = MemoryTrainConfig(epochs=1, batch_size=8, seq_len=12, hidden_size=32, batches_per_epoch=2, device="cpu")
+    # half batches is the mean loss of the whole batch, and so are the averaged gradients. On CUDA,
+    # bf16 autocast rounds the two halves differently: Adam's steps (lr 1e-3) may differ by a few 1e-4.
+    config = MemoryTrainConfig(epochs=1, batch_size=8, seq_len=12, hidden_size=32, batches_per_epoch=2,
+                               device=device.type)
+    tolerance = {"atol": 1e-5, "rtol": 1e-4} if device.type == "cpu" else {"atol": 2e-3, "rtol": 1e-2}
     single, ddp = (RunDir(shutil.copytree(encoded_run, tmp_path / name)) for name in ("single", "ddp"))
     tb_before = set(ddp.tb.iterdir())
     rounds = []
@@ -187,12 +212,37 @@ def test_two_ddp_processes_train_what_one_process_trains(encoded_run, tmp_path):
         expected, got = weights(single.memory), weights(ddp.memory)
         assert set(got) == set(expected)
         for name in expected:
-            torch.testing.assert_close(got[name], expected[name], atol=1e-5, rtol=1e-4, msg=name)
+            torch.testing.assert_close(got[name].cpu(), expected[name].cpu(), **tolerance, msg=name)
         rounds.append(got)
     assert any(not torch.equal(rounds[0][k], rounds[1][k]) for k in rounds[0])  # the second round trained
     summary = json.loads((ddp.memory / "summary.json").read_text())
     assert [h["epoch"] for h in summary["history"]] == [1, 2] and summary["steps"] == 4
     assert len(set(ddp.tb.iterdir()) - tb_before) == 2  # one TensorBoard file per round: rank 0's alone
+
+
+def test_a_cpu_rank_leaves_a_visible_gpu_alone(monkeypatch):
+    """Two CPU ranks on a one-GPU machine: rank 1 must not ask for GPU 1 (``invalid device ordinal``)."""
+    import torch
+    import torch.distributed as dist
+
+    from worldmodels.training import distributed
+
+    set_device = fake_one_gpu(torch.cuda, monkeypatch.setattr)
+    backends = []
+    monkeypatch.setattr(dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(dist, "init_process_group", backends.append)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    for rank in ("0", "1"):
+        monkeypatch.setenv("RANK", rank)
+        monkeypatch.setenv("LOCAL_RANK", rank)
+        distributed.init(torch.device("cpu"))
+    assert set_device == [] and backends == ["gloo", "gloo"]
+    with pytest.raises(UserError, match="needs GPU 1 but 1 are visible"):
+        distributed.init("cuda")  # rank 1 training on CUDA with one GPU: a clear error
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    distributed.init("cuda")
+    assert set_device == [0] and backends[-1] == "cpu:gloo,cuda:nccl"
 
 
 def test_each_rank_takes_its_slice_of_the_global_batch(monkeypatch):

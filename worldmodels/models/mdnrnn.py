@@ -103,9 +103,14 @@ class MDNRNN(nn.Module):
         return h, torch.zeros_like(h)
 
     def step(self, state: State, z: Tensor, action: Tensor) -> State:
-        """(h_t, c_t), z_t [B, Z], a_t [B, A] -> (h_{t+1}, c_{t+1})."""
+        """(h_t, c_t), z_t [B, Z], a_t [B, A] -> (h_{t+1}, c_{t+1}).
+
+        The state may be a view (a planner's ``expand`` of one state to N candidates): cuDNN's
+        LSTM refuses non-contiguous hidden states, so they are made contiguous here.
+        """
         x = torch.cat([z, action], dim=-1).unsqueeze(1)
-        _, (h, c) = self.lstm(x, (state[0].unsqueeze(0), state[1].unsqueeze(0)))
+        hx = (state[0].unsqueeze(0).contiguous(), state[1].unsqueeze(0).contiguous())
+        _, (h, c) = self.lstm(x, hx)
         return h[0], c[0]
 
     def predict(self, state: State) -> Prediction:

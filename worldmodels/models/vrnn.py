@@ -137,9 +137,13 @@ class VRNN(nn.Module):
         return (self.reward_head.weight.new_zeros(batch, self.hidden_size),)
 
     def step(self, state: State, z: Tensor, action: Tensor) -> State:
-        """(h_t,), x_t [B, Z] (the VAE latent), a_t [B, A] -> (h_{t+1},), with z_t ~ q(z_t | x_t, h_t)."""
-        phi_x = self.phi_x(z)
-        return (self.recur(state[0], phi_x, self.posterior_sample(state[0], phi_x)[0], action),)
+        """(h_t,), x_t [B, Z] (the VAE latent), a_t [B, A] -> (h_{t+1},), with z_t ~ q(z_t | x_t, h_t).
+
+        ``h_t`` may be a view (a planner's ``expand``); the GRU gets a contiguous copy, as cuDNN's
+        recurrent kernels require.
+        """
+        h, phi_x = state[0].contiguous(), self.phi_x(z)
+        return (self.recur(h, phi_x, self.posterior_sample(h, phi_x)[0], action),)
 
     def predict(self, state: State) -> Prediction:
         h = state[0]

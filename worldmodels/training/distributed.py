@@ -1,8 +1,9 @@
 """Data-parallel training with ``torch.distributed``, started by ``torchrun``.
 
 ``torchrun --nproc-per-node N -m worldmodels.cli train ...`` sets ``WORLD_SIZE``, ``RANK`` and
-``LOCAL_RANK``; with ``WORLD_SIZE > 1``, ``init`` joins the process group (gloo for CPU
-tensors, nccl for CUDA ones, each rank on GPU ``LOCAL_RANK``). Every rank builds the same
+``LOCAL_RANK``; with ``WORLD_SIZE > 1``, ``init`` joins the process group: gloo when training
+runs on the CPU (GPUs visible or not, they are left alone), gloo for CPU tensors and nccl for
+CUDA ones when it runs on CUDA, each rank on GPU ``LOCAL_RANK``. Every rank builds the same
 global batches (same seeds) and trains on its slice of each; DDP averages the gradients, so N
 ranks take the steps one process takes on the whole batch. Rank 0 alone writes files; the
 others wait for it at barriers. In a single process every function here is a no-op.
@@ -16,6 +17,8 @@ from collections.abc import Callable
 import torch
 import torch.distributed as dist
 from torch import Tensor
+
+from worldmodels.core.errors import UserError
 
 
 def world_size() -> int:
@@ -35,15 +38,26 @@ def is_main() -> bool:
     return rank() == 0
 
 
-def init() -> None:
-    """Join the process group (once; the rendezvous comes from torchrun's environment)."""
+def local_rank() -> int:
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def init(device: torch.device | str = "cpu") -> None:
+    """Join the process group (once; the rendezvous comes from torchrun's environment).
+
+    Training on a CUDA ``device`` puts this rank on GPU ``LOCAL_RANK`` first (``"cuda"`` then
+    means that GPU); on any other device CUDA is not touched, so CPU ranks run on a GPU machine.
+    """
     if not is_distributed() or dist.is_initialized():
         return
-    if torch.cuda.is_available():
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))  # "cuda" now means this rank's GPU
-        dist.init_process_group("cpu:gloo,cuda:nccl")
-    else:
+    if torch.device(device).type != "cuda":
         dist.init_process_group("gloo")
+        return
+    if local_rank() >= torch.cuda.device_count():
+        raise UserError(f"rank {rank()} needs GPU {local_rank()} but {torch.cuda.device_count()} are visible: "
+                        "start at most one process per GPU, or train with --device cpu")
+    torch.cuda.set_device(local_rank())
+    dist.init_process_group("cpu:gloo,cuda:nccl")
 
 
 def barrier() -> None:
@@ -102,7 +116,7 @@ def wrap(model: torch.nn.Module, device: torch.device) -> Callable[..., dict[str
     """
     if not is_distributed():
         return model.loss
-    init()
+    init(device)
     from torch.nn.parallel import DistributedDataParallel
 
     device_ids = [torch.cuda.current_device()] if device.type == "cuda" else None

@@ -130,8 +130,8 @@ def fit_memory(run: RunDir, config: MemoryTrainConfig, model_config, target: Pat
 
 def train_memory(run: RunDir, config: MemoryTrainConfig, resume: bool = True, progress: bool = True) -> dict:
     """Train the MDN-RNN or VRNN on the run's latent sequences."""
-    distributed.init()
     device = pick_device(config.device)
+    distributed.init(device)
     vae = load_vision(run, "cpu")
     distributed.on_main(encode_latents, run, device, progress=progress)
     action_spec = run.action_spec()

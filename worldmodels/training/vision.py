@@ -104,8 +104,8 @@ def fit_vision(run: RunDir, config: VisionTrainConfig, model_config: VAEConfig, 
 
 def train_vision(run: RunDir, config: VisionTrainConfig, resume: bool = True, progress: bool = True) -> dict:
     """Train the ConvVAE on the run's frames; then encode every episode to ``RUN/latents``."""
-    distributed.init()
     device = pick_device(config.device)
+    distributed.init(device)
     episodes = list_episodes(run.episodes)
     if not episodes:
         raise UserError(f"no episodes in {run.episodes}: run `wm collect ENV --run {run.root}` first")
