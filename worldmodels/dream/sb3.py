@@ -6,6 +6,11 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass, field
 
+import numpy as np
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.vec_env import VecMonitor
+from tqdm.auto import tqdm
+
 from worldmodels.core.device import pick_device
 from worldmodels.core.errors import UserError
 from worldmodels.dream.env import dream_vec_env, intrinsic_bonus
@@ -34,6 +39,10 @@ class SB3Config:
     """seeds the algorithm and the dreams"""
     device: str = "auto"
     """torch device of the dreams (and of the policy unless cpu): auto (cuda, then mps, then cpu), cpu, cuda, cuda:N"""
+    policy_kwargs: dict | None = field(default=None, metadata={"metavar": "JSON"})
+    """keyword arguments of the policy, e.g. '{"net_arch": [64, 64]}' (default: the algorithm's)"""
+    algo_kwargs: dict | None = field(default=None, metadata={"metavar": "JSON"})
+    """keyword arguments of the algorithm, e.g. '{"learning_rate": 0.001, "gamma": 0.98}'"""
 
 
 def rollout_kwargs(cls, config: SB3Config) -> dict:
@@ -50,6 +59,32 @@ def rollout_kwargs(cls, config: SB3Config) -> dict:
     return kwargs
 
 
+def policy_name(cls) -> str:
+    """The algorithm's MLP policy: ``MlpPolicy``, or RecurrentPPO's ``MlpLstmPolicy``."""
+    return next(name for name in cls.policy_aliases if name.startswith("Mlp"))
+
+
+class Progress(BaseCallback):
+    """A tqdm bar of dream steps with the mean dream return of recent episodes (SB3's own bar needs rich)."""
+
+    def __init__(self, total: int, desc: str):
+        super().__init__()
+        self.total, self.desc = total, desc
+
+    def _on_training_start(self) -> None:
+        self.bar = tqdm(total=self.total, desc=self.desc, unit="step")
+
+    def _on_step(self) -> bool:
+        self.bar.update(self.training_env.num_envs)
+        if self.model.ep_info_buffer:
+            self.bar.set_postfix(ep_rew_mean=f"{np.mean([e['r'] for e in self.model.ep_info_buffer]):.2f}",
+                                 refresh=False)
+        return True
+
+    def _on_training_end(self) -> None:
+        self.bar.close()
+
+
 def train_sb3(run: RunDir, config: SB3Config, progress: bool = True) -> dict:
     """Train ``config.algo`` on ``config.envs`` batched dreams; resumes from a saved model."""
     cls = algo_class(config.algo)
@@ -57,7 +92,7 @@ def train_sb3(run: RunDir, config: SB3Config, progress: bool = True) -> dict:
     vision, memory = load_world_model(run, device)
     dream = BatchedDream(memory, initial_latents(run.latents), run.action_spec(), config.dream, device, vision,
                          Shaping(bonus=intrinsic_bonus(run, memory, device, config.intrinsic, config.beta)))
-    env = dream_vec_env(dream, config.envs)
+    env = VecMonitor(dream_vec_env(dream, config.envs))  # episode returns: SB3's rollout/ep_rew_mean
     env.seed(config.seed)
     path = sb3_path(run, config.algo)
     policy_device = "cpu" if device.type == "cpu" else device
@@ -66,27 +101,22 @@ def train_sb3(run: RunDir, config: SB3Config, progress: bool = True) -> dict:
             model = cls.load(str(path), env=env, device=policy_device)
             print(f"dream: resuming {config.algo.upper()} at {model.num_timesteps} timesteps")
         else:
-            model = cls("MlpPolicy", env, seed=config.seed, device=policy_device, verbose=0,
-                        tensorboard_log=str(run.tb), **rollout_kwargs(cls, config))
+            model = cls(policy_name(cls), env, seed=config.seed, device=policy_device, verbose=0,
+                        tensorboard_log=str(run.tb), policy_kwargs=config.policy_kwargs,
+                        **{**rollout_kwargs(cls, config), **(config.algo_kwargs or {})})
     except (ValueError, AssertionError) as e:
         raise UserError(f"{config.algo.upper()} cannot train on this action space: {e}") from None
+    except TypeError as e:  # a keyword the algorithm or its policy does not take
+        raise UserError(f"{config.algo.upper()}: {e} (see --algo-kwargs, --policy-kwargs)") from None
     remaining = config.timesteps - model.num_timesteps
     if remaining <= 0:
         print(f"dream: {config.algo.upper()} already trained for {model.num_timesteps} timesteps; nothing to do")
     else:
-        model.learn(remaining, reset_num_timesteps=False, progress_bar=progress and _has_rich(),
+        model.learn(remaining, reset_num_timesteps=False,
+                    callback=Progress(remaining, f"dream {config.algo.lower()}") if progress else None,
                     tb_log_name=f"sb3_{config.algo.lower()}")
         run.controller.mkdir(parents=True, exist_ok=True)
         model.save(str(path))
     info = {"algo": config.algo.lower(), "timesteps": int(model.num_timesteps), "path": str(path)}
     atomic_write_json(run.controller / f"sb3_{config.algo.lower()}.json", info)
     return info
-
-
-def _has_rich() -> bool:
-    try:
-        import rich  # noqa: F401
-        import tqdm  # noqa: F401
-    except ImportError:
-        return False
-    return True

@@ -168,15 +168,30 @@ def _load_params(directory: Path, missing: str) -> tuple[ControllerSpec, np.ndar
     return spec, params, info
 
 
-def algo_class(name: str):
-    """The stable-baselines3 algorithm class called ``name`` (``ppo`` -> ``PPO``)."""
+def algo_classes() -> dict[str, type]:
+    """stable-baselines3's algorithms, and sb3-contrib's where installed, by lower-case class name
+    (``ppo``, ``sac``, ..., ``tqc``, ``qrdqn``, ``recurrentppo``, ...)."""
     import stable_baselines3
+    from stable_baselines3.common.base_class import BaseAlgorithm
 
-    cls = getattr(stable_baselines3, name.upper(), None)
-    if cls is None:
-        names = [n.lower() for n in stable_baselines3.__all__ if n.isupper()]
-        raise UserError(f"unknown stable-baselines3 algorithm {name!r}; choose one of cma, {', '.join(names)}")
-    return cls
+    modules = [stable_baselines3]
+    try:
+        import sb3_contrib
+
+        modules.append(sb3_contrib)
+    except ImportError:
+        pass
+    found = {name: getattr(m, name) for m in modules for name in m.__all__}
+    return {name.lower(): c for name, c in found.items() if isinstance(c, type) and issubclass(c, BaseAlgorithm)}
+
+
+def algo_class(name: str):
+    """The stable-baselines3 or sb3-contrib algorithm class called ``name``, in any case (``ppo`` -> ``PPO``)."""
+    classes = algo_classes()
+    if name.lower() not in classes:
+        raise UserError(f"unknown stable-baselines3 algorithm {name!r}; choose one of cma, {', '.join(sorted(classes))}"
+                        " (sb3-contrib's too with pip install 'worldmodels[contrib]')")
+    return classes[name.lower()]
 
 
 def sb3_path(run: RunDir, algo: str) -> Path:
