@@ -36,7 +36,7 @@ from worldmodels.training.vision import VisionTrainConfig, train_vision
 def build(run: RunDir, episodes: int, vision_epochs: int, memory_epochs: int, radius: int) -> float:
     """Collect and train (each stage skipped when complete); returns the seconds spent."""
     start = time.perf_counter()
-    collect(run, CollectConfig(env="worldmodels.envs.point:PointMass", episodes=episodes, policy="brownian", workers=1,
+    collect(run, CollectConfig(env="worldmodels.envs.point:PointMass", episodes=episodes, agent="brownian", workers=1,
                                env_kwargs={"radius": radius}), progress=False)
     train_vision(run, VisionTrainConfig(epochs=vision_epochs, z_dim=16, device="cpu"), progress=False)
     train_memory(run, MemoryTrainConfig(epochs=memory_epochs, hidden_size=128, seq_len=32, batch_size=32,

@@ -5,7 +5,6 @@ as a top-level ``envs`` or ``agents`` package."""
 from __future__ import annotations
 
 import ast
-import tomllib
 from pathlib import Path
 
 import pytest
@@ -142,6 +141,7 @@ def test_no_import_cycles_between_modules():
 
 
 def test_every_subpackage_is_installed_and_nothing_top_level_but_worldmodels():
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     installed = set(config["packages"])
     packages = {m for m, p in MODULES.items() if p.name == "__init__.py"}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import numpy as np
@@ -11,7 +10,6 @@ import torch
 
 from worldmodels.cli import main
 from worldmodels.collect.collector import CollectConfig, collect
-from worldmodels.curiosity.explore import add_parser
 from worldmodels.curiosity.normalize import RunningNorm
 from worldmodels.curiosity.online import CuriosityWrapper, curiosity_vec_env
 from worldmodels.curiosity.rewards import Disagreement, make_intrinsic
@@ -138,10 +136,7 @@ EXPLORE = ["--rounds", "2", "--episodes", "2", "--vision-epochs", "1", "--memory
 
 
 def wm_explore(*args: str) -> None:
-    parser = argparse.ArgumentParser()
-    add_parser(parser.add_subparsers())
-    parsed = parser.parse_args(["explore", *args])
-    parsed.func(parsed)
+    assert main(["explore", *args]) == 0
 
 
 def test_wm_explore_end_to_end_resumes_and_curious_collects(tmp_path):
@@ -160,6 +155,6 @@ def test_wm_explore_end_to_end_resumes_and_curious_collects(tmp_path):
     wm_explore("--run", str(run.root), *EXPLORE)  # resumable: nothing more to do
     assert (run.root / "explore" / "history.json").stat().st_mtime_ns == stamp
     assert main(["collect", "worldmodels.envs.maze:Maze", "--run", str(run.root), "--episodes", "9", "--max-steps", "15",
-                 "--workers", "1", "--policy", "curious", "--env-kwargs", '{"cells": 3}']) == 0
+                 "--workers", "1", "--agent", "curious", "--env-kwargs", '{"cells": 3}']) == 0
     assert len(list(run.episodes.glob("*.npz"))) == 9
-    assert json.loads(run.meta_path.read_text())["collections"][-1]["policy"] == "curious"
+    assert json.loads(run.meta_path.read_text())["collections"][-1]["agent"] == "curious"

@@ -5,7 +5,6 @@ Planning quality uses the learned memory model and ``DotVision`` of ``test_cem_a
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import cv2
@@ -15,10 +14,11 @@ import torch
 
 from tests import test_cem_agent
 from tests.test_cem_agent import BOX2, POINT, DotVision, planner_config
+from worldmodels.cli import build_parser, main
 from worldmodels.core.errors import UserError
 from worldmodels.envs.make import make_env
 from worldmodels.envs.point import PointMass
-from worldmodels.planning.foresight import GoalCost, add_parser, predicted_latents, visual_foresight
+from worldmodels.planning.foresight import GoalCost, predicted_latents, visual_foresight
 from worldmodels.runs.rundir import RunDir
 
 PLANNER = planner_config(horizon=6, candidates=100, iterations=3, elites=10)
@@ -27,10 +27,8 @@ tiny_point_run = test_cem_agent.tiny_point_run
 
 
 def foresight_cli(*argv: str) -> None:
-    """``wm foresight ARGV`` through its own parser (as cli.py registers it)."""
-    parser = argparse.ArgumentParser(prog="wm")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["foresight", *argv])
+    """``wm foresight ARGV``, letting a ``UserError`` through (``main`` would turn it into exit code 2)."""
+    args = build_parser().parse_args(["foresight", *argv])
     args.func(args)
 
 
@@ -84,9 +82,9 @@ def test_foresight_gets_closer_than_random(point_models) -> None:
 def test_wm_foresight_end_to_end(tiny_point_run, tmp_path, capsys) -> None:
     goal = tmp_path / "goal.png"
     cv2.imwrite(str(goal), cv2.cvtColor(PointMass.draw([0.6, 0.4]), cv2.COLOR_RGB2BGR))
-    video = tmp_path / "plan.mp4"
+    video = RunDir(tiny_point_run).eval / "foresight.mp4"
     planner = ["--horizon", "3", "--candidates", "20", "--iterations", "2", "--elites", "4"]
-    foresight_cli("--run", str(tiny_point_run), "--goal", str(goal), *planner, "--steps", "3", "--video", str(video),
+    foresight_cli("--run", str(tiny_point_run), "--goal", str(goal), *planner, "--max-steps", "3",
                   "--reset-options", '{"position": [0.3, 0.3], "goal": [0.6, 0.4]}', "--device", "cpu")
     out = capsys.readouterr().out
     assert "latent distance" in out and "ground-truth distance 0.316 ->" in out
@@ -96,7 +94,7 @@ def test_wm_foresight_end_to_end(tiny_point_run, tmp_path, capsys) -> None:
     summary = json.loads((RunDir(tiny_point_run).eval / "foresight.json").read_text())
     assert summary["steps"] == 3 and summary["initial_distance"] == pytest.approx(0.316, abs=1e-3)
     foresight_cli("--run", str(tiny_point_run), "--goal-episode", "1", "--goal-step", "10", *planner,
-                  "--cost", "pixel", "--cost-on", "sum", "--steps", "2", "--video", str(video), "--device", "cpu")
+                  "--cost", "pixel", "--cost-on", "sum", "--max-steps", "2", "--no-video", "--device", "cpu")
     assert "2 steps" in capsys.readouterr().out
 
 
@@ -109,8 +107,6 @@ def test_wm_foresight_end_to_end(tiny_point_run, tmp_path, capsys) -> None:
         (["--goal-episode", "9", "--goal-step", "0"], r"no episode 9 .*episodes: 0\.\.3"),
         (["--goal-episode", "0", "--goal-step", "11"], r"frames 0\.\.10; --goal-step 11 is out of range"),
         (["--goal-episode", "0"], "needs --goal-step"),
-        (["--goal-episode", "0", "--goal-step", "1", "--reset-options", "{bad"], "not valid JSON"),
-        (["--goal-episode", "0", "--goal-step", "1", "--reset-options", "[1]"], "must be a JSON object"),
     ],
 )
 def test_wm_foresight_user_errors(tiny_point_run, tmp_path, argv, message) -> None:
@@ -120,6 +116,14 @@ def test_wm_foresight_user_errors(tiny_point_run, tmp_path, argv, message) -> No
     argv = [a.replace("{small}", str(small)).replace("{text}", str(text)) for a in argv]
     with pytest.raises(UserError, match=message):
         foresight_cli("--run", str(tiny_point_run), *argv)
+
+
+@pytest.mark.parametrize(("options", "message"), [("{bad", "not valid JSON"), ("[1]", "must be a JSON object")])
+def test_wm_foresight_bad_reset_options_is_a_one_line_error(tiny_point_run, capsys, options, message) -> None:
+    code = main(["foresight", "--run", str(tiny_point_run), "--goal-episode", "0", "--goal-step", "1",
+                 "--reset-options", options])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "--reset-options" in err[0] and message in err[0], err
 
 
 def test_wm_foresight_needs_a_run(tmp_path) -> None:

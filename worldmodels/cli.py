@@ -20,13 +20,16 @@ from worldmodels.collect.collector import CollectConfig, collect
 from worldmodels.core.device import pick_device
 from worldmodels.core.errors import UserError
 from worldmodels.core.settings import add_flags, build, flags_of, given, reject_inapplicable, set_path
-from worldmodels.curiosity.explore import add_parser as add_explore
+from worldmodels.curiosity.explore import ExploreConfig, explore
+from worldmodels.dream.cma import CMAConfig, forget, train_cma
 from worldmodels.dream.imagine import DreamConfig
+from worldmodels.dream.sb3 import SB3Config, train_sb3
 from worldmodels.evaluation.evaluate import EvalConfig, evaluate
 from worldmodels.pipeline import presets, run_pipeline
 from worldmodels.planning.foresight import ForesightConfig, load_goal, run_foresight
 from worldmodels.planning.optimizers import CEMConfig
 from worldmodels.report.page import write_report
+from worldmodels.runs.artifacts import sb3_path
 from worldmodels.runs.rundir import RunDir
 from worldmodels.training.memory import MemoryTrainConfig, train_memory
 from worldmodels.training.vision import VisionTrainConfig, train_vision
@@ -41,15 +44,6 @@ class Parser(argparse.ArgumentParser):
 
 def add_run_dir(p, what: str = "run directory") -> None:
     p.add_argument("--run", required=True, help=what)
-
-
-def _add_backend(p, what: str) -> None:
-    p.add_argument("--backend", choices=["local", "ray"], default="local",
-                   help=f"where {what} run: local processes (default) or Ray actors (pip install 'worldmodels[ray]'; "
-                        "the run directory must be on storage every node shares)")
-    p.add_argument("--ray-address", default=None,
-                   help="Ray cluster to attach to: HOST:PORT, or auto for the one `ray start` made on this node "
-                        "(default: $RAY_ADDRESS, else a new local one)")
 
 
 def add_collect(sub) -> None:
@@ -105,58 +99,28 @@ def add_dream(sub) -> None:
     p = sub.add_parser("dream", help="optimise a controller inside the dream (CMA-ES or any SB3 algorithm)",
                        description="Train an agent entirely inside the learned world model. --algo cma (default) "
                                    "runs CMA-ES on a linear controller, the population evaluated as one batched "
-                                   "dream; any other name trains that stable-baselines3 algorithm on batched dreams.")
-    p.add_argument("--run", required=True, help="run directory with trained vision and memory models")
+                                   "dream, its mean checked in the real env; any other name trains that "
+                                   "stable-baselines3 algorithm on batched dreams.")
+    add_run_dir(p, "run directory with trained vision and memory models")
     p.add_argument("--algo", default="cma", help="cma (default), or a stable-baselines3 algorithm: ppo, a2c, sac, td3, ...")
-    p.add_argument("--generations", type=int, default=100, help="CMA-ES generations (default 100)")
-    p.add_argument("--population", type=int, default=64, help="CMA-ES population (default 64, the paper's)")
-    p.add_argument("--rollouts", type=int, default=16, help="dreams per candidate (default 16, the paper's)")
-    p.add_argument("--sigma0", type=float, default=0.1, help="CMA-ES initial step size (default 0.1)")
-    p.add_argument("--hidden", type=int, default=0, help="controller hidden layer width (default 0: linear)")
-    p.add_argument("--temperature", type=float, default=1.0, help="dream temperature tau (default 1.0)")
-    p.add_argument("--done-threshold", type=float, default=0.5, help="P(done) that ends a dream (default 0.5)")
-    p.add_argument("--dream-steps", type=int, default=1000, help="dream length limit in steps (default 1000)")
-    p.add_argument("--real-every", type=int, default=10,
-                   help="score CMA-ES's mean in the real env every K generations (default 10; 0: never)")
-    p.add_argument("--real-episodes", type=int, default=4, help="real episodes per check (default 4)")
-    p.add_argument("--real-max-steps", type=int, default=None, help="truncate real-env checks (default: the run's)")
-    p.add_argument("--select", choices=["real", "dream"], default="real",
-                   help="keep the controller that scored best in real checks (default) or CMA-ES's last mean")
-    p.add_argument("--intrinsic", choices=["surprise", "icm", "disagreement", "infogain"], default=None,
-                   help="add a curiosity reward inside the dream (default: extrinsic only)")
-    p.add_argument("--beta", type=float, default=1.0, help="weight of the normalised intrinsic reward (default 1.0)")
-    p.add_argument("--timesteps", type=int, default=100_000, help="SB3: dream timesteps in total (default 100000)")
-    p.add_argument("--envs", type=int, default=16, help="SB3: parallel dreams (default 16)")
-    p.add_argument("--workers", type=int, default=None, help="worker processes for real-env checks")
-    _add_backend(p, "real-env checks")
-    p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda")
-    p.add_argument("--seed", type=int, default=0)
+    seen: set[str] = set()
+    add_flags(p.add_argument_group("the dream"), DreamConfig, seen=seen)
+    add_flags(p.add_argument_group("CMA-ES (--algo cma)"), CMAConfig, seen=seen)
+    add_flags(p.add_argument_group("SB3 (--algo ppo, sac, ...)"), SB3Config, skip={"algo"}, seen=seen)
     p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
                    help="continue a saved optimisation (default); --no-resume starts over")
     p.set_defaults(func=cmd_dream)
 
 
-def dream_config(args):
-    """The ``DreamConfig`` of ``wm dream``'s --temperature, --done-threshold and --dream-steps."""
-    return DreamConfig(args.temperature, args.done_threshold, args.dream_steps)
-
-
 def cmd_dream(args) -> None:
-    from worldmodels.runs.rundir import RunDir
-
     run = RunDir(args.run)
     run.read_meta()
+    values = {k: v for k, v in given(args).items() if k not in ("run", "algo", "resume")}
     if args.algo == "cma":
-        from worldmodels.dream.cma import CMAConfig, forget, train_cma
-
+        reject_inapplicable(values, flags_of(CMAConfig), "to --algo cma (it is an SB3 setting: --algo ppo, sac, ...)")
+        config = build(CMAConfig, values)
         if not args.resume:
             forget(run)
-        config = CMAConfig(generations=args.generations, population=args.population, rollouts=args.rollouts,
-                           sigma0=args.sigma0, hidden=args.hidden, dream=dream_config(args),
-                           real_every=args.real_every, real_episodes=args.real_episodes,
-                           real_max_steps=args.real_max_steps, select=args.select, workers=args.workers,
-                           backend=args.backend, ray_address=args.ray_address, intrinsic=args.intrinsic,
-                           beta=args.beta, seed=args.seed, device=args.device)
         history = train_cma(run, config)
         last = history["generations"][-1]
         line = f"dream: {last['generation']} generations, dream fitness best {last['best']:.1f} mean {last['mean']:.1f}"
@@ -165,15 +129,32 @@ def cmd_dream(args) -> None:
             line += f"; best real-env check {best['mean']:.1f} +- {best['std']:.1f} (generation {best['generation']})"
         print(f"{line} -> {run.controller}")
     else:
-        from worldmodels.dream.sb3 import SB3Config, sb3_path, train_sb3
-
-        if not args.resume and sb3_path(run, args.algo).exists():
-            sb3_path(run, args.algo).unlink()
-        info = train_sb3(run, SB3Config(algo=args.algo, timesteps=args.timesteps, envs=args.envs,
-                                        dream=dream_config(args), intrinsic=args.intrinsic, beta=args.beta,
-                                        seed=args.seed, device=args.device))
+        reject_inapplicable(values, flags_of(SB3Config), f"to --algo {args.algo} (it is a CMA-ES setting)")
+        config = build(SB3Config, {**values, "algo": args.algo})
+        if not args.resume:
+            sb3_path(run, args.algo).unlink(missing_ok=True)
+        info = train_sb3(run, config)
         print(f"dream: {info['algo'].upper()} trained for {info['timesteps']} dream steps -> {info['path']}")
     print(f"next: wm eval --run {run.root} --agent {'controller' if args.algo == 'cma' else 'sb3'}")
+
+
+def add_explore(sub) -> None:
+    p = sub.add_parser("explore", help="curiosity-driven rounds: collect, retrain, optimise the explorer in the dream",
+                       description="Iterative exploration: each round retrains the world model on all data, "
+                                   "fits an intrinsic reward, optimises a curious controller with CMA-ES in the "
+                                   "dream and collects new episodes with it. Resumable by round.")
+    add_run_dir(p, "run directory holding collected episodes (`wm collect` first)")
+    add_flags(p, ExploreConfig)
+    p.set_defaults(func=cmd_explore)
+
+
+def cmd_explore(args) -> None:
+    run = RunDir(args.run)
+    history = explore(run, build(ExploreConfig, {k: v for k, v in given(args).items() if k != "run"}))
+    last = history["rounds"][-1] if history["rounds"] else {}
+    print(f"explore: {len(history['rounds'])} rounds, last coverage {last.get('coverage_round')} states "
+          f"(total {last.get('coverage_total')}) -> {run.root / 'explore'}; "
+          f"collect more with `wm collect ... --agent curious`")
 
 
 PLANNER_AGENTS = ("cem",)

@@ -250,8 +250,10 @@ def set_path(config, path: str, text: str):
     return dataclasses.replace(config, **{head: value})
 
 
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
+def _flag(config, name: str) -> str:
+    """The flag of field ``name`` of ``config`` (``--max-steps`` for a field renamed by metadata)."""
+    field = next(f for f in dataclasses.fields(config) if f.name == name)
+    return flag_name(field)
 
 
 def require_at_least(config, minimum: float, *names: str) -> None:
@@ -259,7 +261,7 @@ def require_at_least(config, minimum: float, *names: str) -> None:
     for name in names:
         value = getattr(config, name)
         if value is not None and not value >= minimum:
-            raise UserError(f"{_flag(name)} must be at least {minimum}, got {value}")
+            raise UserError(f"{_flag(config, name)} must be at least {minimum}, got {value}")
 
 
 def require_positive(config, *names: str) -> None:
@@ -267,7 +269,7 @@ def require_positive(config, *names: str) -> None:
     for name in names:
         value = getattr(config, name)
         if not (value > 0 and value != float("inf")):
-            raise UserError(f"{_flag(name)} must be a positive number, got {value}")
+            raise UserError(f"{_flag(config, name)} must be a positive number, got {value}")
 
 
 def require_fraction(config, *names: str) -> None:
@@ -275,4 +277,4 @@ def require_fraction(config, *names: str) -> None:
     for name in names:
         value = getattr(config, name)
         if not 0 < value < 1:
-            raise UserError(f"{_flag(name)} must lie strictly between 0 and 1, got {value}")
+            raise UserError(f"{_flag(config, name)} must lie strictly between 0 and 1, got {value}")

@@ -18,7 +18,6 @@ returns go to TensorBoard (``explore/*``) and to the history.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -30,10 +29,12 @@ from worldmodels.agents import load_agent
 from worldmodels.collect.driver import Callback, EpisodeRecorder, Step, drive, episode_seed
 from worldmodels.core.device import pick_device
 from worldmodels.core.errors import UserError
+from worldmodels.core.settings import require_at_least, require_positive
 from worldmodels.curiosity.rewards import KINDS, make_intrinsic
 from worldmodels.curiosity.transitions import fit_intrinsic, run_transitions
 from worldmodels.dream.evolution import Generation, evolve
 from worldmodels.dream.imagine import BatchedDream, DreamConfig, Shaping, initial_latents, rollout_population
+from worldmodels.models import MEMORY_MODELS
 from worldmodels.models.controller import ControllerSpec
 from worldmodels.runs.artifacts import explorer_dir, load_explorer, load_world_model, save_explorer
 from worldmodels.runs.episodes import episode_path, list_episodes, save_episode
@@ -51,7 +52,7 @@ class ExploreConfig:
     """rounds in all (a resumed run continues up to this count)"""
     episodes: int = 16
     """real episodes the explorer collects per round"""
-    intrinsic: str = "disagreement"
+    intrinsic: str = field(default="disagreement", metadata={"choices": list(KINDS)})
     """intrinsic reward the explorer maximises: surprise | icm | disagreement | infogain"""
     vision_epochs: int = 3
     """VAE epochs in round 1 (plus round_vision_epochs per later round)"""
@@ -61,8 +62,8 @@ class ExploreConfig:
     """extra VAE epochs per later round"""
     round_memory_epochs: int = 5
     """extra memory-model epochs per later round"""
-    memory: str = "mdn"
-    """memory model kind: mdn | vrnn"""
+    memory: str = field(default="mdn", metadata={"choices": list(MEMORY_MODELS)})
+    """memory model kind"""
     z_dim: int = 32
     """VAE latent size"""
     hidden_size: int = 256
@@ -91,6 +92,13 @@ class ExploreConfig:
     """seeds training, CMA-ES, the dreams and collection"""
     device: str = "auto"
     """torch device: auto (cuda, then mps, then cpu), cpu, cuda, cuda:N"""
+
+    def __post_init__(self) -> None:
+        require_at_least(self, 1, "rounds", "episodes", "vision_epochs", "memory_epochs", "z_dim", "hidden_size",
+                         "seq_len", "batch_size", "curiosity_steps", "generations", "rollouts")
+        require_at_least(self, 0, "round_vision_epochs", "round_memory_epochs", "extrinsic", "noise")
+        require_at_least(self, 2, "population")
+        require_positive(self, "sigma0")
 
 
 def ground_truth(env, info: dict) -> tuple | None:
@@ -164,7 +172,7 @@ def collect_round(run: RunDir, indices: list[int], seed: int, directory, device)
         save_episode(episode_path(run.episodes, i), **recorder.episode())
     env.close()
     meta = run.read_meta()
-    meta["collections"].append({"policy": "curious", "seed": seed, "episodes": todo,
+    meta["collections"].append({"agent": "curious", "seed": seed, "episodes": todo,
                                 "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
     run.write_meta(meta)
 
@@ -251,51 +259,3 @@ def explore(run: RunDir, config: ExploreConfig, progress: bool = True) -> dict:
               f"return mean {entry['return_mean']:.2f}, memory val loss {entry['memory_val_loss']:.3f}")
     writer.close()
     return history
-
-
-def add_parser(sub) -> None:
-    d = ExploreConfig()
-    p = sub.add_parser("explore", help="curiosity-driven rounds: collect, retrain, optimise the explorer in the dream",
-                       description="Iterative exploration: each round retrains the world model on all data, "
-                                   "fits an intrinsic reward, optimises a curious controller with CMA-ES in the "
-                                   "dream and collects new episodes with it. Resumable by round.")
-    p.add_argument("--run", required=True, help="run directory holding collected episodes (`wm collect` first)")
-    p.add_argument("--rounds", type=int, default=d.rounds, help=f"total rounds (default {d.rounds})")
-    p.add_argument("--episodes", type=int, default=d.episodes, help=f"episodes collected per round (default {d.episodes})")
-    p.add_argument("--intrinsic", choices=["surprise", "icm", "disagreement", "infogain"], default=d.intrinsic,
-                   help=f"intrinsic reward the explorer maximises (default {d.intrinsic})")
-    p.add_argument("--extrinsic", type=float, default=d.extrinsic,
-                   help="weight of the dream reward in the explorer's fitness (default 0: pure exploration)")
-    p.add_argument("--generations", type=int, default=d.generations, help=f"CMA-ES generations per round (default {d.generations})")
-    p.add_argument("--population", type=int, default=d.population, help=f"CMA-ES population (default {d.population})")
-    p.add_argument("--rollouts", type=int, default=d.rollouts, help=f"dreams per candidate (default {d.rollouts})")
-    p.add_argument("--sigma0", type=float, default=d.sigma0, help=f"CMA-ES initial step size (default {d.sigma0})")
-    p.add_argument("--dream-steps", type=int, default=d.dream.max_steps, help=f"dream length (default {d.dream.max_steps})")
-    p.add_argument("--temperature", type=float, default=d.dream.temperature, help="dream temperature tau (default 1.0)")
-    p.add_argument("--noise", type=float, default=d.noise, help=f"exploration noise while collecting (default {d.noise})")
-    p.add_argument("--vision-epochs", type=int, default=d.vision_epochs, help=f"VAE epochs in round 1 (default {d.vision_epochs})")
-    p.add_argument("--memory-epochs", type=int, default=d.memory_epochs, help=f"memory epochs in round 1 (default {d.memory_epochs})")
-    p.add_argument("--round-vision-epochs", type=int, default=d.round_vision_epochs, help="extra VAE epochs per round")
-    p.add_argument("--round-memory-epochs", type=int, default=d.round_memory_epochs, help="extra memory epochs per round")
-    p.add_argument("--memory", choices=["mdn", "vrnn"], default=d.memory, help="memory model kind (default mdn)")
-    p.add_argument("--z-dim", type=int, default=d.z_dim, help=f"VAE latent size (default {d.z_dim})")
-    p.add_argument("--hidden-size", type=int, default=d.hidden_size, help=f"memory recurrent size (default {d.hidden_size})")
-    p.add_argument("--seq-len", type=int, default=d.seq_len, help=f"memory training window (default {d.seq_len})")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"memory batch size (default {d.batch_size})")
-    p.add_argument("--curiosity-steps", type=int, default=d.curiosity_steps,
-                   help=f"updates of the intrinsic-reward model per round (default {d.curiosity_steps})")
-    p.add_argument("--device", default=d.device, help="auto (cuda, then mps, then cpu), cpu, cuda")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.set_defaults(func=cmd_explore)
-
-
-def cmd_explore(args: argparse.Namespace) -> None:
-    keys = [k for k in asdict(ExploreConfig()) if hasattr(args, k)]
-    dream = DreamConfig(temperature=args.temperature, max_steps=args.dream_steps)
-    config = ExploreConfig(**{k: getattr(args, k) for k in keys}, dream=dream)
-    run = RunDir(args.run)
-    history = explore(run, config)
-    last = history["rounds"][-1] if history["rounds"] else {}
-    print(f"explore: {len(history['rounds'])} rounds, last coverage {last.get('coverage_round')} states "
-          f"(total {last.get('coverage_total')}) -> {run.root / 'explore'}; "
-          f"collect more with `wm collect ... --policy curious`")

@@ -24,6 +24,8 @@ from tqdm.auto import tqdm
 
 from worldmodels.core.device import pick_device
 from worldmodels.core.errors import UserError
+from worldmodels.core.settings import require_at_least, require_positive
+from worldmodels.curiosity.rewards import KINDS
 from worldmodels.dream.env import intrinsic_bonus
 from worldmodels.dream.evolution import Generation, evolve, saved_generation
 from worldmodels.dream.imagine import BatchedDream, DreamConfig, Shaping, initial_latents, rollout_population
@@ -48,7 +50,7 @@ class CMAConfig:
     """dreams per candidate; its fitness is their mean return (dream reward units)"""
     sigma0: float = 0.1
     """initial CMA-ES step size, in controller-parameter units"""
-    hidden: int = 0
+    hidden: int = field(default=0, metadata={"flag": "controller_hidden"})
     """controller hidden layer width in units (0: linear, as in the paper)"""
     dream: DreamConfig = field(default_factory=DreamConfig)
     """how the dreams run: temperature, done threshold, length in steps"""
@@ -56,17 +58,17 @@ class CMAConfig:
     """score the mean solution in the real env every K generations (0: never)"""
     real_episodes: int = 4
     """real-env episodes per check"""
-    real_max_steps: int | None = None
-    """truncate real-env checks after this many steps (None: the run's max_steps)"""
-    select: str = "real"
+    real_max_steps: int | None = field(default=None, metadata={"flag": "max_steps", "none": "the run's max_steps"})
+    """truncate real-env checks after this many steps"""
+    select: str = field(default="real", metadata={"choices": ["real", "dream"]})
     """which controller is kept: "real", the best in real-env checks; "dream", CMA-ES's last mean"""
     workers: int | None = None
     """worker processes (or ray actors) for real-env checks (None: one per CPU core, at most one per episode)"""
-    backend: str = "local"
+    backend: str = field(default="local", metadata={"choices": ["local", "ray"]})
     """where real-env checks run: "local" processes or "ray" actors"""
     ray_address: str | None = None
     """ray cluster address for backend "ray" (None: $RAY_ADDRESS, else a new local one)"""
-    intrinsic: str | None = None
+    intrinsic: str | None = field(default=None, metadata={"choices": list(KINDS)})
     """curiosity bonus in the dream: surprise | icm | disagreement | infogain (None: dream reward only)"""
     beta: float = 1.0
     """weight of the intrinsic reward, which is normalised to unit running std"""
@@ -74,6 +76,12 @@ class CMAConfig:
     """seeds CMA-ES, the dreams and the real-env checks"""
     device: str = "auto"
     """torch device of the dreams: auto (cuda, then mps, then cpu), cpu, cuda, cuda:N"""
+
+    def __post_init__(self) -> None:
+        require_at_least(self, 1, "generations", "rollouts", "real_episodes", "real_max_steps", "workers")
+        require_at_least(self, 2, "population")
+        require_at_least(self, 0, "hidden", "real_every", "beta")
+        require_positive(self, "sigma0")
 
 
 def forget(run: RunDir) -> None:

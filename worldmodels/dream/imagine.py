@@ -14,7 +14,7 @@ done_threshold``); dreams start from encoded first frames of real episodes.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from worldmodels.core.errors import UserError
+from worldmodels.core.settings import require_at_least
 from worldmodels.envs.spaces import ActionSpec
 from worldmodels.models.memory import LatentDistribution, Memory, State
 from worldmodels.runs.episodes import list_episodes
@@ -42,8 +43,14 @@ class DreamConfig:
     """tau: randomness of the next latent (0: its mean, 1: the model's own spread); unitless"""
     done_threshold: float = 0.5
     """a dream terminates on the first step where the predicted P(done) exceeds this probability"""
-    max_steps: int = 1000
+    max_steps: int = field(default=1000, metadata={"flag": "dream_steps"})
     """dream length limit, in steps (truncation)"""
+
+    def __post_init__(self) -> None:
+        require_at_least(self, 0, "temperature")
+        require_at_least(self, 1, "max_steps")
+        if not 0 < self.done_threshold <= 1:
+            raise UserError(f"--done-threshold must lie in (0, 1], got {self.done_threshold}")
 
 
 @dataclass(frozen=True)

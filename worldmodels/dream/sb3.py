@@ -13,6 +13,8 @@ from tqdm.auto import tqdm
 
 from worldmodels.core.device import pick_device
 from worldmodels.core.errors import UserError
+from worldmodels.core.settings import require_at_least
+from worldmodels.curiosity.rewards import KINDS
 from worldmodels.dream.env import dream_vec_env, intrinsic_bonus
 from worldmodels.dream.imagine import BatchedDream, DreamConfig, Shaping, initial_latents
 from worldmodels.runs.artifacts import algo_class, load_world_model, sb3_path
@@ -31,7 +33,7 @@ class SB3Config:
     """parallel dreams (the VecEnv's size)"""
     dream: DreamConfig = field(default_factory=DreamConfig)
     """how the dreams run: temperature, done threshold, length in steps"""
-    intrinsic: str | None = None
+    intrinsic: str | None = field(default=None, metadata={"choices": list(KINDS)})
     """curiosity bonus in the dream: surprise | icm | disagreement | infogain (None: dream reward only)"""
     beta: float = 1.0
     """weight of the intrinsic reward, which is normalised to unit running std"""
@@ -43,6 +45,10 @@ class SB3Config:
     """keyword arguments of the policy, e.g. '{"net_arch": [64, 64]}' (default: the algorithm's)"""
     algo_kwargs: dict | None = field(default=None, metadata={"metavar": "JSON"})
     """keyword arguments of the algorithm, e.g. '{"learning_rate": 0.001, "gamma": 0.98}'"""
+
+    def __post_init__(self) -> None:
+        require_at_least(self, 1, "timesteps", "envs")
+        require_at_least(self, 0, "beta")
 
 
 def rollout_kwargs(cls, config: SB3Config) -> dict:

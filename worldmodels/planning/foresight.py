@@ -12,9 +12,8 @@ chosen plan) and the final distance to the goal: latent, and ground truth where 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +39,27 @@ COST_ON = ("final", "sum")
 
 
 FRAME_SHAPE = (64, 64, 3)
+
+
+@dataclass
+class ForesightConfig:
+    """What ``wm foresight`` does besides the planner's own settings (``CEMConfig``)."""
+
+    cost: str = field(default="latent", metadata={"choices": list(COSTS)})
+    """latent: squared distance of VAE means; pixel: of decoded frames (slower)."""
+    cost_on: str = field(default="sum", metadata={"choices": list(COST_ON)})
+    """sum over the horizon (heads straight for the goal) or the final planned step only."""
+    max_steps: int = 20
+    """Real-env steps taken toward the goal."""
+    seed: int = 0
+    """Env reset and planner seed."""
+    reset_options: dict | None = field(default=None, metadata={"metavar": "JSON"})
+    """Env reset options, e.g. PointMass '{"position": [0.2, 0.2], "goal": [0.7, 0.6]}' (its goal is what the
+    ground-truth distance measures)."""
+    video: bool = True
+    """Write RUN/eval/foresight.mp4: current frame | goal | predicted frames of the chosen plan."""
+    device: str = "auto"
+    """auto (cuda, then mps, then cpu), cpu, cuda, cuda:N."""
 
 
 def predicted_latents(memory: Memory, state: State, z: Tensor, actions: Tensor, temperature: float = 0.0) -> Tensor:
@@ -229,12 +249,12 @@ def run_foresight(
     steps: int = 20,
     seed: int = 0,
     reset_options: dict | None = None,
-    video: Path | None = None,
+    video: bool = True,
     device: str = "cpu",
 ) -> dict:
     """Visual foresight with the run's models in its real env; writes ``RUN/eval/foresight.json`` and an mp4.
 
-    ``video`` defaults to ``RUN/eval/foresight.mp4``. Returns the summary that was written.
+    With ``video``, also writes ``RUN/eval/foresight.mp4``. Returns the summary that was written.
     """
     run.read_meta()
     vision, memory = load_world_model(run, device)
@@ -244,63 +264,11 @@ def run_foresight(
                                   reset_options, device)
     finally:
         env.close()
-    video = Path(video) if video is not None else run.eval / "foresight.mp4"
-    write_mp4(video, result.pop("frames"), fps=4, scale=2)
+    frames, path = result.pop("frames"), run.eval / "foresight.mp4"
+    if video:
+        write_mp4(path, frames, fps=4, scale=2)
     summary = {"env": run.env_spec()[0], "cost": cost, "cost_on": cost_on, "seed": seed,
-               "reset_options": reset_options, "planner": asdict(config), **result, "video": str(video)}
+               "reset_options": reset_options, "planner": asdict(config), **result,
+               "video": str(path) if video else None}
     atomic_write_json(run.eval / "foresight.json", summary)
     return summary
-
-
-def add_parser(sub) -> None:
-    """``wm foresight``: register the subcommand on the CLI's subparsers ``sub``."""
-    from worldmodels.cli import add_planner_flags
-
-    p = sub.add_parser("foresight", help="visual foresight: plan to reach a goal image with CEM in the world model",
-                       description="Re-plan every step with CEM so that the predicted future matches a goal image "
-                                   "(Finn & Levine 2017); act in the real env. Writes RUN/eval/foresight.json and an "
-                                   "mp4: current frame | goal | predicted frames of the chosen plan.")
-    p.add_argument("--run", required=True, help="run directory with trained vision and memory models")
-    goal = p.add_mutually_exclusive_group(required=True)
-    goal.add_argument("--goal", default=None, help="goal image file (64x64 RGB, e.g. a PNG)")
-    goal.add_argument("--goal-episode", type=int, default=None, help="goal: a frame of this stored episode")
-    p.add_argument("--goal-step", type=int, default=None, help="with --goal-episode: which frame (0 = first)")
-    add_planner_flags(p)
-    p.add_argument("--cost", choices=COSTS, default="latent",
-                   help="latent: squared distance of VAE means (default); pixel: of decoded frames (slower)")
-    p.add_argument("--cost-on", choices=COST_ON, default="sum",
-                   help="sum over the horizon (default: heads straight for the goal) or the final planned step only")
-    p.add_argument("--steps", type=int, default=20, help="real env steps (default 20)")
-    p.add_argument("--seed", type=int, default=0, help="env reset and planner seed (default 0)")
-    p.add_argument("--reset-options", default=None,
-                   help='JSON env reset options, e.g. PointMass \'{"position": [0.2, 0.2], "goal": [0.7, 0.6]}\' '
-                        "(its goal is what the ground-truth distance measures)")
-    p.add_argument("--video", default=None, help="mp4 path (default RUN/eval/foresight.mp4)")
-    p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda")
-    p.set_defaults(func=cmd_foresight)
-
-
-def cmd_foresight(args) -> None:
-    """Run ``wm foresight`` from parsed ``args`` and print the distances."""
-    from worldmodels.agents.cem import planner_config
-    from worldmodels.core.device import pick_device
-
-    run = RunDir(args.run)
-    run.read_meta()
-    if args.goal is None and args.goal_step is None:
-        raise UserError("--goal-episode needs --goal-step T (the frame of that episode to reach)")
-    try:
-        options = json.loads(args.reset_options) if args.reset_options else None
-    except json.JSONDecodeError as e:
-        raise UserError(f"--reset-options is not valid JSON: {e}") from None
-    if options is not None and not isinstance(options, dict):
-        raise UserError("--reset-options must be a JSON object")
-    goal = load_goal(run, args.goal, args.goal_episode, args.goal_step)
-    config = planner_config(args.horizon, args.candidates, args.iterations, args.elites, args.method)
-    s = run_foresight(run, goal, config, args.cost, args.cost_on, args.steps, args.seed, options,
-                      args.video and Path(args.video), str(pick_device(args.device)))
-    truth = "" if s["final_distance"] is None else (
-        f", ground-truth distance {s['initial_distance']:.3f} -> {s['final_distance']:.3f}")
-    print(f"foresight: {s['steps']} steps, latent distance {s['initial_latent_distance']:.3f} -> "
-          f"{s['final_latent_distance']:.3f}{truth}, {1000 * s['seconds_per_decision']:.0f} ms/decision")
-    print(f"  video: {s['video']}  summary: {run.eval / 'foresight.json'}")
