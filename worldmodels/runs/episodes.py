@@ -10,10 +10,11 @@ from __future__ import annotations
 import re
 import zipfile
 from pathlib import Path
+
 import numpy as np
+
 from worldmodels.envs.spaces import ActionSpec
 from worldmodels.runs.rundir import atomic_save_npz
-
 
 EPISODE_KEYS = ("obs", "action", "reward", "terminated", "truncated")
 
