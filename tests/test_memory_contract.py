@@ -32,6 +32,8 @@ from worldmodels.models import (
     repeat_state,
     select_state,
 )
+from worldmodels.models.rssm import RSSMConfig
+from worldmodels.models.srnn import reverse_real
 from worldmodels.planning.foresight import predicted_latents
 from worldmodels.runs.rundir import RunDir
 from worldmodels.training.memory import MemoryTrainConfig, memory_model_config
@@ -253,3 +255,29 @@ def test_wm_train_memory_then_wm_dream(kind, catch_with_vision, tmp_path):
     assert json.loads((run.controller / "history.json").read_text())["generations"]
     assert main(["dream", "--run", root, "--algo", "ppo", "--timesteps", "64", "--envs", "2",
                  "--dream-steps", "5"]) == 0
+
+
+# ---------------------------------------------------------------------------------------------- model specifics
+
+
+def test_rssm_latent_overshooting_adds_the_clamped_multi_step_kl():
+    batch = fixed_sequence(batch=2, steps=6)
+    plain = tiny("rssm")
+    overshooting = MEMORY_MODELS["rssm"](RSSMConfig(z_dim=Z, action_dim=A, hidden_size=H, overshooting=3,
+                                                    overshooting_scale=0.5))
+    overshooting.load_state_dict(plain.state_dict())
+    torch.manual_seed(3)  # the posterior path draws first: the same noise in both
+    base = plain.loss(*batch)
+    torch.manual_seed(3)
+    extended = overshooting.loss(*batch)
+    assert "overshooting" not in base and torch.isfinite(extended["overshooting"]) and extended["overshooting"] > 0
+    torch.testing.assert_close(extended["loss"] - base["loss"], 0.5 * extended["overshooting"].clamp(min=3.0))
+    extended["overshooting"].backward()
+    assert overshooting.prior.net[0].weight.grad.abs().sum() > 0  # the multi-step priors learn from it
+
+
+def test_srnn_backward_pass_covers_only_the_real_frames():
+    x = torch.arange(12.0).view(2, 6, 1)
+    reversed_ = reverse_real(x, torch.tensor([4, 6]))
+    assert reversed_[:, :, 0].tolist() == [[3, 2, 1, 0, 4, 5], [11, 10, 9, 8, 7, 6]]
+    assert torch.equal(reverse_real(reversed_, torch.tensor([4, 6])), x)
