@@ -61,3 +61,25 @@ def test_unknown_preset_is_a_one_line_error(tmp_path: Path, capsys):
     assert main(["run", "worldmodels.envs.catch:Catch", "--run", str(tmp_path / "run"), "--preset", "huge"]) != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["wm run: error: unknown preset 'huge'; choose one of smoke, laptop, gpu, paper"]
+
+
+def test_run_overrides_any_preset_field_and_shows_the_result(capsys):
+    assert main(["run", "CarRacing-v3", "--run", "unused", "--preset", "laptop", "--set", "cma.generations=40",
+                 "--set", "cma.dream.temperature=1.15", "--set", "memory.kind=vrnn", "--set", "rounds=3", "--show"]) == 0
+    shown = dict(line.split(" = ", 1) for line in capsys.readouterr().out.strip().splitlines())
+    assert shown["cma.generations"] == "40" and shown["cma.dream.temperature"] == "1.15"
+    assert shown["memory.kind"] == "vrnn" and shown["rounds"] == "3" and shown["vision.epochs"] == "4"
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("cma.nope=3", "no setting 'cma.nope'; settings here:"),
+    ("cma.generations=many", "cma.generations='many': not a valid int"),
+    ("cma.generations=0", "--generations must be at least 1"),
+    ("cma=3", "cma is a group of settings"),
+    ("rounds", "expected FIELD=VALUE"),
+])
+def test_bad_overrides_are_one_line_errors(tmp_path, capsys, override, message):
+    assert main(["run", "CarRacing-v3", "--run", str(tmp_path / "r"), "--set", override, "--show"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert not (tmp_path / "r").exists()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import asdict, fields
 from pathlib import Path
 
 from worldmodels import __version__
@@ -19,7 +18,15 @@ from worldmodels.agents.cem import planner_config
 from worldmodels.collect.collector import CollectConfig, collect
 from worldmodels.core.device import pick_device
 from worldmodels.core.errors import UserError
-from worldmodels.core.settings import add_flags, build, flags_of, given, reject_inapplicable, set_path
+from worldmodels.core.settings import (
+    add_flags,
+    build,
+    flags_of,
+    given,
+    reject_inapplicable,
+    set_path,
+    settings_of,
+)
 from worldmodels.curiosity.explore import ExploreConfig, explore
 from worldmodels.dream.cma import CMAConfig, forget, train_cma
 from worldmodels.dream.imagine import DreamConfig
@@ -230,11 +237,8 @@ def preset_with_overrides(env: str, name: str, overrides: list[str]):
 def cmd_run(args) -> None:
     preset = preset_with_overrides(args.env, args.preset, args.overrides)
     if args.show:
-        for group in fields(preset):
-            value = getattr(preset, group.name)
-            items = asdict(value).items() if hasattr(value, "__dataclass_fields__") else [(None, value)]
-            for key, v in items:
-                print(f"{group.name}.{key} = {v}" if key else f"{group.name} = {v}")
+        for path, value in settings_of(preset):
+            print(f"{path} = {value}")
         return
     run = RunDir(args.run)
     s = run_pipeline(args.env, run, preset, workers=args.workers, device=args.device, seed=args.seed,

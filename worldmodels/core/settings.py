@@ -212,7 +212,19 @@ def reject_inapplicable(values: dict, allowed: set[str], why: str) -> None:
         raise UserError(f"{names} {'does' if len(extra) == 1 else 'do'} not apply {why}")
 
 
-def set_path(config, path: str, text: str):
+def settings_of(config, prefix: str = "") -> list[tuple[str, object]]:
+    """``[(dotted path, value)]`` of every leaf setting of dataclass ``config`` (``set_path``'s paths)."""
+    out = []
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value):
+            out += settings_of(value, f"{prefix}{f.name}.")
+        else:
+            out.append((prefix + f.name, value))
+    return out
+
+
+def set_path(config, path: str, text: str, prefix: str = ""):
     """``config`` with the (possibly nested) field at dotted ``path`` set from ``text``.
 
     ``set_path(preset, "cma.generations", "40")``; the text is parsed by the field's type
@@ -222,13 +234,13 @@ def set_path(config, path: str, text: str):
     head, _, rest = path.partition(".")
     names = {f.name: f for f in dataclasses.fields(config)}
     if head not in names:
-        raise UserError(f"no setting {path!r}; settings here: {', '.join(sorted(names))}")
+        raise UserError(f"no setting {prefix + path!r}; settings here: {', '.join(sorted(names))}")
     hint = _hints(type(config))[head]
     current = getattr(config, head)
     if rest:
         if not dataclasses.is_dataclass(current):
             raise UserError(f"{head} is a value, not a group: use {head}=VALUE")
-        return dataclasses.replace(config, **{head: set_path(current, rest, text)})
+        return dataclasses.replace(config, **{head: set_path(current, rest, text, f"{prefix}{head}.")})
     if dataclasses.is_dataclass(current):
         raise UserError(f"{head} is a group of settings: set one of {', '.join(f.name for f in dataclasses.fields(current))}")
     base, optional = _base_type(hint)
@@ -246,7 +258,7 @@ def set_path(config, path: str, text: str):
             if typing.get_origin(base) is tuple:
                 value = tuple(value)
     except (ValueError, json.JSONDecodeError):
-        raise UserError(f"{path}={text!r}: not a valid {getattr(base, '__name__', base)}") from None
+        raise UserError(f"{prefix}{path}={text!r}: not a valid {getattr(base, '__name__', base)}") from None
     return dataclasses.replace(config, **{head: value})
 
 
