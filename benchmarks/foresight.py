@@ -26,7 +26,7 @@ from worldmodels.agents.cem import planner_config
 from worldmodels.collect.collector import CollectConfig, collect
 from worldmodels.collect.driver import drive
 from worldmodels.envs.point import PointMass
-from worldmodels.planning.foresight import visual_foresight
+from worldmodels.planning.foresight import ForesightConfig, visual_foresight
 from worldmodels.runs.artifacts import load_memory, load_vision
 from worldmodels.runs.rundir import RunDir
 from worldmodels.training.memory import MemoryTrainConfig, train_memory
@@ -92,8 +92,8 @@ def main() -> None:
     for i in range(args.pairs):
         position, goal = rng.uniform(0.15, 0.85, (2, 2))
         options = {"position": position.tolist(), "goal": goal.tolist()}
-        r = visual_foresight(vision, memory, run.action_spec(), env, PointMass.draw(goal, args.radius), config, steps=args.steps,
-                             seed=i, reset_options=options, keep_frames=False)
+        r = visual_foresight(vision, memory, run.action_spec(), env, PointMass.draw(goal, args.radius), config,
+                             ForesightConfig(max_steps=args.steps, seed=i, reset_options=options, video=False))
         results["foresight"].append(r["final_distance"])
         results["random"].append(baseline(env, options, i, args.steps, hold=False))
         results["zero-order hold"].append(baseline(env, options, i, args.steps, hold=True))

@@ -18,7 +18,7 @@ from worldmodels.cli import build_parser, main
 from worldmodels.core.errors import UserError
 from worldmodels.envs.make import make_env
 from worldmodels.envs.point import PointMass
-from worldmodels.planning.foresight import GoalCost, predicted_latents, visual_foresight
+from worldmodels.planning.foresight import ForesightConfig, GoalCost, predicted_latents, visual_foresight
 from worldmodels.runs.rundir import RunDir
 
 PLANNER = planner_config(horizon=6, candidates=100, iterations=3, elites=10)
@@ -65,8 +65,8 @@ def test_foresight_gets_closer_than_random(point_models) -> None:
     for i in range(3):
         start, goal = rng.uniform(0.15, 0.85, (2, 2))
         options = {"position": start.tolist(), "goal": goal.tolist()}
-        r = visual_foresight(vision, memory, BOX2, env, PointMass.draw(goal), PLANNER, "latent", "sum", 12, seed=i,
-                             reset_options=options, keep_frames=i == 0)
+        config = ForesightConfig(max_steps=12, seed=i, reset_options=options, video=i == 0)
+        r = visual_foresight(vision, memory, BOX2, env, PointMass.draw(goal), PLANNER, config)
         planned.append(r["final_distance"])
         env.reset(seed=i, options=options)
         for _ in range(12):

@@ -16,7 +16,6 @@ from worldmodels import __version__
 from worldmodels.agents import AGENTS
 from worldmodels.agents.cem import planner_config
 from worldmodels.collect.collector import CollectConfig, collect
-from worldmodels.core.device import pick_device
 from worldmodels.core.errors import UserError
 from worldmodels.core.settings import (
     add_flags,
@@ -35,6 +34,9 @@ from worldmodels.evaluation.evaluate import EvalConfig, evaluate
 from worldmodels.pipeline import presets, run_pipeline
 from worldmodels.planning.foresight import ForesightConfig, load_goal, run_foresight
 from worldmodels.planning.optimizers import CEMConfig
+from worldmodels.play.record import record_dreams
+from worldmodels.play.server import serve
+from worldmodels.play.session import PlayConfig
 from worldmodels.report.page import write_report
 from worldmodels.runs.artifacts import sb3_path
 from worldmodels.runs.rundir import RunDir
@@ -116,13 +118,18 @@ def add_dream(sub) -> None:
     add_flags(p.add_argument_group("SB3 (--algo ppo, sac, ...)"), SB3Config, skip={"algo"}, seen=seen)
     p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
                    help="continue a saved optimisation (default); --no-resume starts over")
+    p.add_argument("--record", type=int, default=0, metavar="N",
+                   help="then write N videos RUN/eval/dream_AGENT_i.mp4: the trained agent's real episode beside "
+                        "its dream from the same first frame (default 0; `wm report` shows them)")
     p.set_defaults(func=cmd_dream)
 
 
 def cmd_dream(args) -> None:
     run = RunDir(args.run)
     run.read_meta()
-    values = {k: v for k, v in given(args).items() if k not in ("run", "algo", "resume")}
+    values = {k: v for k, v in given(args).items() if k not in ("run", "algo", "resume", "record")}
+    if args.record < 0:
+        raise UserError(f"--record must be at least 0, got {args.record}")
     if args.algo == "cma":
         reject_inapplicable(values, flags_of(CMAConfig), "to --algo cma (it is an SB3 setting: --algo ppo, sac, ...)")
         config = build(CMAConfig, values)
@@ -142,6 +149,12 @@ def cmd_dream(args) -> None:
             sb3_path(run, args.algo).unlink(missing_ok=True)
         info = train_sb3(run, config)
         print(f"dream: {info['algo'].upper()} trained for {info['timesteps']} dream steps -> {info['path']}")
+    if args.record:
+        agent, options = ("controller", {}) if args.algo == "cma" else ("sb3", {"algo": args.algo})
+        real_steps = config.real_max_steps if args.algo == "cma" else None
+        for path in record_dreams(run, agent, args.record, config.dream, config.seed, config.device, real_steps,
+                                  options):
+            print(f"  dream beside real: {path}")
     print(f"next: wm eval --run {run.root} --agent {'controller' if args.algo == 'cma' else 'sb3'}")
 
 
@@ -275,8 +288,7 @@ def cmd_foresight(args) -> None:
     config = build(ForesightConfig, values)
     planner = planner_config(**{k: v for k, v in values.items() if k in flags_of(CEMConfig)})
     goal = load_goal(run, args.goal, args.goal_episode, args.goal_step)
-    s = run_foresight(run, goal, planner, config.cost, config.cost_on, config.max_steps, config.seed,
-                      config.reset_options, config.video, str(pick_device(config.device)))
+    s = run_foresight(run, goal, planner, config)
     truth = "" if s["final_distance"] is None else (
         f", ground-truth distance {s['initial_distance']:.3f} -> {s['final_distance']:.3f}")
     print(f"foresight: {s['steps']} steps, latent distance {s['initial_latent_distance']:.3f} -> "
@@ -300,11 +312,27 @@ def cmd_report(args) -> None:
     print(f"report: {write_report(RunDir(args.run), args.out)}")
 
 
+def add_play(sub) -> None:
+    p = sub.add_parser("play", help="drive inside the run's dream from a browser page",
+                       description="Serve a local page on which you drive inside the dream: the decoded frame, "
+                                   "keys from the action space, predicted reward, return and P(end), tau, reset "
+                                   "from a stored start, pause, the real env beside the dream, the wheel handed "
+                                   "to an agent and back, and recording to mp4 (RUN/play). Needs worldmodels[play].")
+    add_run_dir(p, "run directory with trained vision and memory models")
+    add_flags(p, PlayConfig)
+    p.set_defaults(func=cmd_play)
+
+
+def cmd_play(args) -> None:
+    serve(RunDir(args.run), build(PlayConfig, {k: v for k, v in given(args).items() if k != "run"}))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="wm", description="worldmodels: learn a world model from pixels and act inside it.")
     parser.add_argument("--version", action="version", version=f"worldmodels {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="STAGE")
-    for add in (add_collect, add_train, add_dream, add_eval, add_run, add_report, add_explore, add_foresight):
+    for add in (add_collect, add_train, add_dream, add_eval, add_run, add_report, add_explore, add_foresight,
+                add_play):
         add(sub)
     return parser
 

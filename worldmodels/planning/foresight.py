@@ -22,7 +22,9 @@ from torch import Tensor
 
 from worldmodels.agents.cem import CEMAgent
 from worldmodels.collect.driver import Callback, DecisionTimer, Step, drive
+from worldmodels.core.device import pick_device
 from worldmodels.core.errors import UserError
+from worldmodels.core.settings import require_at_least
 from worldmodels.dream.imagine import imagine
 from worldmodels.envs.spaces import ActionSpec
 from worldmodels.evaluation.video import write_mp4
@@ -60,6 +62,9 @@ class ForesightConfig:
     """Write RUN/eval/foresight.mp4: current frame | goal | predicted frames of the chosen plan."""
     device: str = "auto"
     """auto (cuda, then mps, then cpu), cpu, cuda, cuda:N."""
+
+    def __post_init__(self) -> None:
+        require_at_least(self, 1, "max_steps")
 
 
 def predicted_latents(memory: Memory, state: State, z: Tensor, actions: Tensor, temperature: float = 0.0) -> Tensor:
@@ -133,34 +138,22 @@ def ground_truth_distance(env) -> float | None:
     return float(distance()) if callable(distance) else None
 
 
-def visual_foresight(
-    vision,
-    memory: Memory,
-    action: ActionSpec,
-    env,
-    goal: np.ndarray,
-    config: CEMConfig,
-    cost: str = "latent",
-    cost_on: str = "sum",
-    steps: int = 20,
-    seed: int = 0,
-    reset_options: dict | None = None,
-    device: torch.device | str = "cpu",
-    keep_frames: bool = True,
-) -> dict:
-    """MPC toward ``goal`` (uint8 [64, 64, 3]) in the pixel env ``env`` for up to ``steps`` steps.
+def visual_foresight(vision, memory: Memory, action: ActionSpec, env, goal: np.ndarray, planner: CEMConfig,
+                     config: ForesightConfig, device: torch.device | str = "cpu") -> dict:
+    """MPC toward ``goal`` (uint8 [64, 64, 3]) in the pixel env ``env`` for up to ``config.max_steps`` steps.
 
-    ``env`` is reset with ``seed`` and ``reset_options``. Returns the latent and ground-truth
-    distances (initial, final; ground truth None without ``distance()``), the steps taken, the
-    seconds per decision and, with ``keep_frames``, the video frames [T+1, 64, (H+2)*64, 3].
+    ``env`` is reset with ``config.seed`` and ``config.reset_options``. Returns the latent and
+    ground-truth distances (initial, final; ground truth None without ``distance()``), the steps
+    taken, the seconds per decision and, with ``config.video``, the video frames
+    [T+1, 64, (H+2)*64, 3].
     """
-    if steps < 1:
-        raise UserError(f"steps must be >= 1, got {steps}")
     goal = check_goal(goal, "goal image")
-    goal_cost = GoalCost(vision, goal, cost, cost_on)
-    agent = CEMAgent(vision, memory, action, config, device, objective=goal_objective(memory, goal_cost))
+    goal_cost = GoalCost(vision, goal, config.cost, config.cost_on)
+    agent = CEMAgent(vision, memory, action, planner, device, objective=goal_objective(memory, goal_cost))
     distances, timer, video = GoalDistances(env, goal_cost), DecisionTimer(), ForesightVideo(agent, goal)
-    outcome = drive(env, agent, seed, [distances, timer, *([video] if keep_frames else [])], reset_options, steps)
+    keep_frames = config.video
+    outcome = drive(env, agent, config.seed, [distances, timer, *([video] if keep_frames else [])],
+                    config.reset_options, config.max_steps)
     result = {**distances.initial, "final_latent_distance": goal_cost.latent_distance(outcome.obs),
               "final_distance": ground_truth_distance(env), "steps": outcome.steps,
               "seconds_per_decision": timer.per_decision}
@@ -240,35 +233,21 @@ def load_goal(run: RunDir, path: str | Path | None = None, episode: int | None =
     return check_goal(frames[step], f"frame {step} of episode {episode}")
 
 
-def run_foresight(
-    run: RunDir,
-    goal: np.ndarray,
-    config: CEMConfig,
-    cost: str = "latent",
-    cost_on: str = "sum",
-    steps: int = 20,
-    seed: int = 0,
-    reset_options: dict | None = None,
-    video: bool = True,
-    device: str = "cpu",
-) -> dict:
-    """Visual foresight with the run's models in its real env; writes ``RUN/eval/foresight.json`` and an mp4.
-
-    With ``video``, also writes ``RUN/eval/foresight.mp4``. Returns the summary that was written.
-    """
+def run_foresight(run: RunDir, goal: np.ndarray, planner: CEMConfig, config: ForesightConfig) -> dict:
+    """Visual foresight with the run's models in its real env; writes ``RUN/eval/foresight.json`` and, with
+    ``config.video``, ``RUN/eval/foresight.mp4``. Returns the summary that was written."""
     run.read_meta()
+    device = pick_device(config.device)
     vision, memory = load_world_model(run, device)
     env = run.make_env()
     try:
-        result = visual_foresight(vision, memory, run.action_spec(), env, goal, config, cost, cost_on, steps, seed,
-                                  reset_options, device)
+        result = visual_foresight(vision, memory, run.action_spec(), env, goal, planner, config, device)
     finally:
         env.close()
-    frames, path = result.pop("frames"), run.eval / "foresight.mp4"
-    if video:
-        write_mp4(path, frames, fps=4, scale=2)
-    summary = {"env": run.env_spec()[0], "cost": cost, "cost_on": cost_on, "seed": seed,
-               "reset_options": reset_options, "planner": asdict(config), **result,
-               "video": str(path) if video else None}
+    path = run.eval / "foresight.mp4"
+    if config.video:
+        write_mp4(path, result.pop("frames"), fps=4, scale=2)
+    summary = {"env": run.env_spec()[0], **asdict(config), "planner": asdict(planner), **result,
+               "video": str(path) if config.video else None}
     atomic_write_json(run.eval / "foresight.json", summary)
     return summary
