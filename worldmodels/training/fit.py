@@ -16,7 +16,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from worldmodels.core.errors import UserError
+from worldmodels.core.settings import require_at_least, require_fraction, require_positive
 from worldmodels.runs.artifacts import (
     load_state,
     read_config,
@@ -32,6 +33,31 @@ from worldmodels.runs.artifacts import (
 )
 from worldmodels.runs.rundir import RunDir, atomic_torch_save, atomic_write_json
 from worldmodels.training import distributed
+
+
+@dataclass
+class FitConfig:
+    """What both training stages share; each stage's config adds its model's own settings."""
+
+    epochs: int = 10
+    """Passes over the training frames (vision) or epochs of sequence batches (memory)."""
+    batch_size: int = 64
+    """Frames (vision) or sequences (memory) per batch."""
+    lr: float = 1e-3
+    """Adam learning rate."""
+    val_fraction: float = 0.1
+    """Share of episodes held out for validation (a hash of (seed, episode), stable as episodes are added)."""
+    patience: int = 5
+    """Early stopping: epochs without a better validation loss before training stops."""
+    seed: int = 0
+    """Seed of the held-out split, the initialisation and the batch order."""
+    device: str = "auto"
+    """auto (cuda, then mps, then cpu), cpu, cuda, cuda:N."""
+
+    def __post_init__(self) -> None:
+        require_at_least(self, 1, "epochs", "batch_size", "patience")
+        require_positive(self, "lr")
+        require_fraction(self, "val_fraction")
 
 
 def split_episodes(indices: list[int], val_fraction: float, seed: int) -> tuple[list[int], list[int]]:

@@ -12,7 +12,7 @@ import torch
 
 from worldmodels.core.device import pick_device
 from worldmodels.core.errors import UserError
-from worldmodels.core.settings import require_at_least, require_fraction, require_positive
+from worldmodels.core.settings import require_at_least
 from worldmodels.dream.imagine import imagine
 from worldmodels.models import MEMORY_CONFIGS, MEMORY_MODELS, ConvVAE
 from worldmodels.runs.artifacts import (
@@ -24,6 +24,7 @@ from worldmodels.runs.episodes import list_episodes
 from worldmodels.runs.rundir import RunDir
 from worldmodels.training import distributed
 from worldmodels.training.fit import (
+    FitConfig,
     already_done,
     fit,
     image_grid,
@@ -37,19 +38,15 @@ from worldmodels.training.sequences import SequenceBatcher
 
 
 @dataclass
-class MemoryTrainConfig:
-    """MDN-RNN / VRNN training on windows of ``seq_len`` steps re-sampled from (mu, logvar)."""
+class MemoryTrainConfig(FitConfig):
+    """MDN-RNN / VRNN / ... training on windows of ``seq_len`` steps re-sampled from (mu, logvar)."""
 
-    kind: str = field(default="mdn", metadata={"flag": "memory", "choices": list(MEMORY_MODELS)})
-    """Memory model: mdn (MDN-RNN, Ha & Schmidhuber) or vrnn (Chung et al. 2015)."""
     epochs: int = 20
-    """Passes over the training frames (vision) or epochs of sequence batches (memory)."""
     batch_size: int = 32
-    """Frames (vision) or sequences (memory) per batch."""
+    kind: str = field(default="mdn", metadata={"flag": "memory", "choices": list(MEMORY_MODELS)})
+    """Memory model (see worldmodels.models.MEMORY_MODELS)."""
     seq_len: int = 64
     """Memory training window, in steps."""
-    lr: float = 1e-3
-    """Adam learning rate."""
     hidden_size: int = 256
     """Recurrent state size h of the memory model."""
     batches_per_epoch: int | None = field(default=None, metadata={"none": "one pass over the training steps"})
@@ -60,21 +57,11 @@ class MemoryTrainConfig:
     """Train the reward head on rewards spread over this many steps before each (1: none; see smooth_rewards)."""
     grad_clip: float = 1.0
     """Clip the gradient norm to this (0: no clipping)."""
-    val_fraction: float = 0.1
-    """Share of episodes held out for validation (a hash of (seed, episode), stable as episodes are added)."""
-    patience: int = 5
-    """Early stopping: epochs without a better validation loss before training stops."""
-    seed: int = 0
-    """Seed of the held-out split, the initialisation and the batch order."""
-    device: str = "auto"
-    """auto (cuda, then mps, then cpu), cpu, cuda, cuda:N."""
 
     def __post_init__(self) -> None:
-        require_at_least(self, 1, "epochs", "batch_size", "seq_len", "hidden_size", "batches_per_epoch", "patience",
-                         "reward_smoothing")
-        require_positive(self, "lr")
+        super().__post_init__()
+        require_at_least(self, 1, "seq_len", "hidden_size", "batches_per_epoch", "reward_smoothing")
         require_at_least(self, 0, "reward_weight", "grad_clip")
-        require_fraction(self, "val_fraction")
 
 
 def sequence_batches(data: SequenceBatcher, batch_size: int, count: int) -> Iterator[dict]:

@@ -12,12 +12,13 @@ import torch
 
 from worldmodels.core.device import pick_device
 from worldmodels.core.errors import UserError
-from worldmodels.core.settings import require_at_least, require_fraction, require_positive
+from worldmodels.core.settings import require_at_least
 from worldmodels.models import ConvVAE, VAEConfig
 from worldmodels.runs.episodes import list_episodes, load_frames
 from worldmodels.runs.rundir import RunDir, atomic_write_json
 from worldmodels.training import distributed
 from worldmodels.training.fit import (
+    FitConfig,
     already_done,
     fit,
     image_grid,
@@ -30,33 +31,18 @@ from worldmodels.training.latents import encode_latents
 
 
 @dataclass
-class VisionTrainConfig:
+class VisionTrainConfig(FitConfig):
     """ConvVAE training. lr 1e-3 learns at laptop scale (the paper's 1e-4 was set for 10M frames)."""
 
-    epochs: int = 10
-    """Passes over the training frames (vision) or epochs of sequence batches (memory)."""
-    batch_size: int = 64
-    """Frames (vision) or sequences (memory) per batch."""
-    lr: float = 1e-3
-    """Adam learning rate."""
     z_dim: int = 32
     """Size of the VAE latent z."""
     kl_tolerance: float = 0.5
     """Free nats per latent dimension: the KL term is not pushed below z_dim x this (Ha & Schmidhuber)."""
-    val_fraction: float = 0.1
-    """Share of episodes held out for validation (a hash of (seed, episode), stable as episodes are added)."""
-    patience: int = 5
-    """Early stopping: epochs without a better validation loss before training stops."""
-    seed: int = 0
-    """Seed of the held-out split, the initialisation and the batch order."""
-    device: str = "auto"
-    """auto (cuda, then mps, then cpu), cpu, cuda, cuda:N."""
 
     def __post_init__(self) -> None:
-        require_at_least(self, 1, "epochs", "batch_size", "z_dim", "patience")
-        require_positive(self, "lr")
+        super().__post_init__()
+        require_at_least(self, 1, "z_dim")
         require_at_least(self, 0, "kl_tolerance")
-        require_fraction(self, "val_fraction")
 
 
 def frame_batches(frames: torch.Tensor, batch_size: int, generator: torch.Generator) -> Iterator[dict]:
