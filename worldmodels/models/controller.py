@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor
 
+from worldmodels.core.errors import UserError
 from worldmodels.envs.spaces import ActionSpec
 
 
@@ -23,13 +24,44 @@ class ControllerSpec:
     in_dim: int
     out_dim: int
     hidden: int = 0  # 0: linear (the paper's); >0: one tanh hidden layer of this width
+    # Box actions only: the controller's own bounds [A] inside the env's (None: the env's), a
+    # constraint on what it may do, e.g. CarRacing gas <= 0.3 and no brake (high = 1, 0.3, 0).
+    low: tuple[float, ...] | None = None
+    high: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("low", "high"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, tuple(float(v) for v in value))
 
     @classmethod
-    def for_run(cls, z_dim: int, h_dim: int, action: ActionSpec, hidden: int = 0) -> ControllerSpec:
-        return cls(z_dim + h_dim, action.dim, hidden)
+    def for_run(cls, z_dim: int, h_dim: int, action: ActionSpec, hidden: int = 0,
+                low: tuple[float, ...] | None = None, high: tuple[float, ...] | None = None) -> ControllerSpec:
+        """The spec for a run's models; ``low``/``high`` (Box only) are clipped to the env's bounds."""
+        if action.discrete or (low is None and high is None):
+            return cls(z_dim + h_dim, action.dim, hidden)
+        env_low, env_high = list(action.low), list(action.high)
+        low = [max(a, b) for a, b in zip(env_low if low is None else low, env_low)]
+        high = [min(a, b) for a, b in zip(env_high if high is None else high, env_high)]
+        if len(low) != action.dim or len(high) != action.dim or any(lo > hi for lo, hi in zip(low, high)):
+            raise UserError(f"controller bounds {low}..{high} do not fit the action space {env_low}..{env_high}")
+        return cls(z_dim + h_dim, action.dim, hidden, tuple(low), tuple(high))
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        for name in ("low", "high"):
+            d[name] = None if d[name] is None else list(d[name])
+        return d
+
+    def bounds(self, action: ActionSpec, device) -> tuple[Tensor, Tensor]:
+        """Box bounds ``([A], [A])`` the controller's tanh outputs map to: its own, else the env's."""
+        low, high = action.bounds(device)
+        if self.low is not None:
+            low = torch.as_tensor(self.low, dtype=low.dtype, device=device)
+        if self.high is not None:
+            high = torch.as_tensor(self.high, dtype=high.dtype, device=device)
+        return low, high
 
     def _shapes(self) -> list[tuple[int, ...]]:
         if self.hidden:
@@ -60,5 +92,5 @@ class ControllerSpec:
         logits = self.logits(params, features)
         if action.discrete:
             return logits.argmax(-1)
-        low, high = action.bounds(logits.device)
+        low, high = self.bounds(action, logits.device)
         return low + (torch.tanh(logits) + 1) * 0.5 * (high - low)
