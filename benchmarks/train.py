@@ -1,12 +1,16 @@
 """Training throughput: ``wm train``'s data path vs the same training on pre-made tensors on the device.
 
     python benchmarks/train.py [--run RUN] [--episodes 16] [--batch-size 64] [--frames 640] [--seq-len 64]
-                               [--memory-batch-size 32] [--hidden-size 256] [--repeats 5]
+                               [--memory-batch-size 32] [--hidden-size 256] [--repeats 5] [--devices cpu cuda]
+                               [--channels-last] [--frames-on-device] [--skip-memory]
 
 Both sides run ``worldmodels.training.fit.fit`` (Adam, autocast on CUDA, the progress bookkeeping), so
 the ratio isolates the data path. Vision: the real path is ``frame_batches`` (uint8 frames in
 memory, a random permutation, each batch moved to the device and converted inside the ConvVAE);
-the bound feeds float frames already on the device. Memory (MDN-RNN): the real path is
+the bound feeds float frames already on the device. On CUDA, ``fit`` trains under bf16 autocast;
+``--channels-last`` puts the ConvVAE in channels-last layout (the HWC frames, permuted, already
+are), and ``--frames-on-device`` keeps the uint8 frames on the device (a 64x64 frame is 12 KB,
+so 100k frames take 1.2 GB), so a batch is a gather there instead of a host copy. Memory (MDN-RNN): the real path is
 ``sequence_batches`` (``SequenceBatcher`` windows re-sampled from (mu, logvar) each batch, moved
 to the device); the bound cycles batches sampled beforehand and already on the device. Latents
 come from an untrained ConvVAE (the data path does not care). The rate is ``fit``'s own
@@ -73,19 +77,28 @@ def compare(name: str, model, device: torch.device, real, bound, count: int, uni
             "real": real_rate, "bound": bound_rate, "ratio": real_rate / bound_rate, "all_rates": rates}
 
 
-def bench_vision(frames: torch.Tensor, device: torch.device, batch_size: int, repeats: int) -> dict:
+def bench_vision(frames: torch.Tensor, device: torch.device, batch_size: int, repeats: int,
+                 channels_last: bool = False, frames_on_device: bool = False) -> dict:
     model = ConvVAE(VAEConfig()).to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
     count = math.ceil(len(frames) / batch_size)
     premade = frames.to(device).float()  # the same frames, already floats on the device
     rng = torch.Generator().manual_seed(0)
+    if frames_on_device:
+        frames = frames.to(device)
 
     def bound():
         for i in range(0, len(premade), batch_size):
             yield {"frames": premade[i:i + batch_size]}
 
-    result = compare("ConvVAE", model, device, lambda: frame_batches(frames, batch_size, rng), bound, count,
+    options = [o for o, on in (("bf16", device.type == "cuda"), ("channels-last", channels_last),
+                               ("frames on device", frames_on_device)) if on]
+    name = f"ConvVAE ({', '.join(options)})" if options else "ConvVAE"
+    result = compare(name, model, device, lambda: frame_batches(frames, batch_size, rng), bound, count,
                      lambda b: len(b["frames"]), "frames", repeats)
-    return result | {"batch_size": batch_size, "frames": len(frames)}
+    return result | {"batch_size": batch_size, "frames": len(frames), "channels_last": channels_last,
+                     "frames_on_device": frames_on_device, "autocast": "bf16" if device.type == "cuda" else None}
 
 
 def bench_memory(episodes: list[dict], device: torch.device, batch_size: int, seq_len: int, hidden_size: int,
@@ -128,6 +141,9 @@ def main() -> None:
     parser.add_argument("--memory-batches", type=int, default=20, help="memory batches in a timed epoch")
     parser.add_argument("--repeats", type=int, default=5, help="timed epochs per side (the best counts)")
     parser.add_argument("--devices", nargs="+", default=None, help="default: cpu, and cuda when available")
+    parser.add_argument("--channels-last", action="store_true", help="ConvVAE in channels-last memory layout")
+    parser.add_argument("--frames-on-device", action="store_true", help="data path: uint8 frames kept on the device")
+    parser.add_argument("--skip-memory", action="store_true", help="time the ConvVAE only")
     args = parser.parse_args()
 
     if args.run is None:
@@ -137,14 +153,16 @@ def main() -> None:
     else:
         run = RunDir(args.run)
     frames = torch.from_numpy(load_frames(list(list_episodes(run.episodes).values()))[:args.frames])
-    episodes = latent_episodes(run)
+    episodes = [] if args.skip_memory else latent_episodes(run)
     devices = args.devices or ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     results = []
     for name in devices:
         device = torch.device(name)
-        results.append(bench_vision(frames, device, args.batch_size, args.repeats))
-        results.append(bench_memory(episodes, device, args.memory_batch_size, args.seq_len, args.hidden_size,
-                                    args.memory_batches, args.repeats))
+        results.append(bench_vision(frames, device, args.batch_size, args.repeats, args.channels_last,
+                                    args.frames_on_device))
+        if not args.skip_memory:
+            results.append(bench_memory(episodes, device, args.memory_batch_size, args.seq_len, args.hidden_size,
+                                        args.memory_batches, args.repeats))
 
     print("| device | model | batch | wm train data path | pre-made on device | ratio |")
     print("|---|---|---|---|---|---|")
