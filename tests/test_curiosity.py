@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from worldmodels.cli import main
 from worldmodels.collect.collector import CollectConfig, collect
@@ -150,7 +151,10 @@ def test_wm_explore_end_to_end_resumes_and_curious_collects(tmp_path):
         assert 1 <= r["coverage_round"] <= r["coverage_total"] <= Maze(cells=3).open_states
         assert np.isfinite(r["memory_val_loss"]) and "dream_intrinsic_mean" in r
     assert sorted(int(p.stem.split("_")[1]) for p in run.episodes.glob("*.npz")) == list(range(7))
-    assert list((run.root / "tb").glob("events.*"))
+    board = EventAccumulator(str(run.tb / "explore")).Reload()  # TensorBoard's run "explore"
+    assert {"explore/coverage_total", "explore/memory_val_loss"} <= set(board.Tags()["scalars"])
+    returns = board.Scalars("charts/episodic_return")
+    assert len(returns) == 4 and returns[0].step > 3  # 2 rounds x 2 episodes, after the 3 collected before
     stamp = (run.root / "explore" / "history.json").stat().st_mtime_ns
     wm_explore("--run", str(run.root), *EXPLORE)  # resumable: nothing more to do
     assert (run.root / "explore" / "history.json").stat().st_mtime_ns == stamp

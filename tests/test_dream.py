@@ -23,6 +23,7 @@ import torch
 from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
+from tests.conftest import DEVICES
 from worldmodels.cli import main
 from worldmodels.core.errors import UserError
 from worldmodels.dream.env import DreamEnv, dream_vec_env
@@ -78,20 +79,20 @@ class ActionMemory:
     """A ``Memory`` with known rules: ``h`` is the last action (one-hot if discrete), the reward is
     its last component, the next ``z`` is N(0, 1), and the dream terminates on action ``stop``."""
 
-    def __init__(self, z_dim: int, action_dim: int, stop: int | None = None):
+    def __init__(self, z_dim: int, action_dim: int, stop: int | None = None, device: torch.device | str = "cpu"):
         self.z_dim, self.action_dim, self.hidden_size = z_dim, action_dim, action_dim
-        self.stop = stop
+        self.stop, self.device = stop, torch.device(device)
 
     def initial_state(self, batch: int) -> State:
-        return (torch.zeros(batch, self.action_dim),)
+        return (torch.zeros(batch, self.action_dim, device=self.device),)
 
     def step(self, state: State, z: torch.Tensor, action: torch.Tensor) -> State:
         return (action.clone(),)
 
     def predict(self, state: State) -> Prediction:
         h = state[0]
-        zeros = torch.zeros(len(h), self.z_dim, 1)  # one standard-normal component per dimension
-        done = torch.full((len(h),), -20.0) if self.stop is None else 40 * h[:, self.stop] - 20
+        zeros = h.new_zeros(len(h), self.z_dim, 1)  # one standard-normal component per dimension
+        done = h.new_full((len(h),), -20.0) if self.stop is None else 40 * h[:, self.stop] - 20
         return Prediction(GaussianMixture(zeros, zeros, zeros), h[:, -1], done)
 
     def sample(self, state: State, temperature: float = 1.0) -> torch.Tensor:
@@ -224,6 +225,33 @@ def test_population_evaluation_equals_one_candidate_at_a_time(hidden):
             torch.testing.assert_close(alone[0], features[p] @ w.T + b, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("device", [*DEVICES, "meta"])
+def test_action_memory_keeps_to_its_device(device):
+    """The stand-in keeps the ``Memory`` contract, every tensor on its device, as a real model does
+    (one bound to the CPU broke ``wm dream`` on CUDA); ``meta`` checks that without a GPU."""
+    memory = ActionMemory(z_dim=4, action_dim=3, stop=2, device=device)
+    state = memory.step(memory.initial_state(5), torch.zeros(5, 4, device=device), torch.ones(5, 3, device=device))
+    prediction = memory.predict(state)
+    tensors = [*memory.initial_state(5), *state, prediction.reward, prediction.done_logit, prediction.next_z.mean,
+               memory.sample(state), memory.features(state)]
+    assert {t.device.type for t in tensors} == {torch.device(device).type}
+
+
+@pytest.mark.parametrize("kind", ["mdn", "action"])
+def test_every_tensor_a_dream_returns_is_on_its_device(kind, device):
+    if kind == "mdn":
+        memory = MDNRNN(MDNRNNConfig(z_dim=8, action_dim=3, hidden_size=16)).to(device).eval()
+    else:
+        memory = ActionMemory(z_dim=8, action_dim=3, device=device)
+    dream = BatchedDream(memory, (torch.randn(5, 8), torch.full((5, 8), -2.0)), CARRACING, DreamConfig(max_steps=4),
+                         device)  # start latents and actions arrive on the CPU
+    dream.seed(0)
+    out = [dream.reset(6), *dream.step(torch.rand(6, 3)), dream.z, *dream.state]
+    returns, imagined = rollout_population(dream, lambda obs: torch.rand(*obs.shape[:2], 3), 3, 2)
+    out += [returns, imagined.latents, imagined.rewards, imagined.continues]
+    assert {t.device.type for t in out} == {device.type}
+
+
 def test_dreams_that_end_stop_earning():
     memory = ActionMemory(z_dim=4, action_dim=3, stop=2)  # action 2 earns 1 and ends the dream
     dream = BatchedDream(memory, (torch.zeros(1, 4), torch.zeros(1, 4)), ActionSpec("discrete", 3),
@@ -304,16 +332,17 @@ def test_wm_dream_never_unpickles_a_planted_cma_state(trained_catch, tmp_path, c
 
 # --- wm dream -------------------------------------------------------------------------------
 
-def test_cma_es_improves_the_dream_return(trained_catch, tmp_path, monkeypatch):
+def test_cma_es_improves_the_dream_return(trained_catch, tmp_path, monkeypatch, device):
     """On Catch's action space with a dream that pays 1 per step for action 2 (max 20 per dream)."""
     import worldmodels.dream.cma
     from worldmodels.runs.artifacts import WorldModel, load_vision
 
     run = copy_run(trained_catch, tmp_path)
-    monkeypatch.setattr(worldmodels.dream.cma, "load_world_model",
-                        lambda run, device: WorldModel(load_vision(run), ActionMemory(z_dim=32, action_dim=3)))
+    monkeypatch.setattr(worldmodels.dream.cma, "load_world_model", lambda run, device: WorldModel(
+        load_vision(run, device), ActionMemory(z_dim=32, action_dim=3, device=device)))
     assert main(["dream", "--run", str(run.root), "--no-resume", "--generations", "6", "--population", "16",
-                 "--rollouts", "2", "--dream-steps", "20", "--real-every", "0", "--sigma0", "0.5"]) == 0
+                 "--rollouts", "2", "--dream-steps", "20", "--real-every", "0", "--sigma0", "0.5",
+                 "--device", device.type]) == 0
     fitness = [g["mean"] for g in json.loads((run.controller / "history.json").read_text())["generations"]]
     assert len(fitness) == 6
     assert fitness[0] < 8  # random actions: about 20 / 3

@@ -22,8 +22,16 @@ from worldmodels.core.settings import require_at_least
 from worldmodels.envs.make import make_env
 from worldmodels.envs.pixels import PixelConfig
 from worldmodels.envs.spaces import ActionSpec
-from worldmodels.runs.episodes import CorruptEpisode, episode_path, list_episodes, quick_check, save_episode
+from worldmodels.runs.episodes import (
+    CorruptEpisode,
+    episode_path,
+    list_episodes,
+    quick_check,
+    save_episode,
+    stored_steps,
+)
 from worldmodels.runs.rundir import RunDir, versions
+from worldmodels.runs.tensorboard import NullWriter, log_episodes, stage_writer
 
 
 @dataclass
@@ -140,13 +148,19 @@ def collect(run: RunDir, config: CollectConfig, progress: bool = True) -> dict:
         tqdm.write(line)
 
     tasks = [(i, episode_seed(config.seed, i)) for i in todo]
+    writer = stage_writer(run, "collect", config) if tasks else NullWriter()
+    env_steps = stored_steps(run.episodes) if tasks else 0  # TensorBoard's x axis: the run's real env steps
     start, steps = time.perf_counter(), 0
     bar = tqdm(total=len(tasks), desc=f"collect {config.env}", unit="ep", disable=not progress or not tasks)
     for result in executor.map_unordered(_collect_one, tasks):
         steps += result["steps"]
+        rate = steps / (time.perf_counter() - start)
+        env_steps = log_episodes(writer, [result["return"]], [result["steps"]], env_steps)
+        writer.add_scalar("charts/env_steps_per_s", rate, env_steps)
         bar.update(1)
-        bar.set_postfix(ret=f"{result['return']:.1f}", steps_s=f"{steps / (time.perf_counter() - start):.0f}")
+        bar.set_postfix(ret=f"{result['return']:.1f}", steps_s=f"{rate:.0f}")
     bar.close()
+    writer.close()
     elapsed = time.perf_counter() - start
 
     if tasks:

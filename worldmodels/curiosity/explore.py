@@ -13,7 +13,8 @@ Each round (resumable; ``RUN/explore/history.json`` records the finished ones):
    per step in ``RUN/explore/positions/`` so coverage (distinct states) can be counted.
 
 Coverage per round and in total, the memory model's validation loss and the dream's intrinsic
-returns go to TensorBoard (``explore/*``) and to the history.
+returns go to the history and to TensorBoard's ``RUN/tb/explore`` (``explore/*`` against the round;
+the collected episodes' ``charts/episodic_return`` against the run's real env steps).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from worldmodels.agents import load_agent
 from worldmodels.collect.driver import Callback, EpisodeRecorder, Step, drive, episode_seed
@@ -37,8 +39,9 @@ from worldmodels.dream.imagine import BatchedDream, DreamConfig, Shaping, initia
 from worldmodels.models import MEMORY_MODELS
 from worldmodels.models.controller import ControllerSpec
 from worldmodels.runs.artifacts import explorer_dir, load_explorer, load_world_model, save_explorer
-from worldmodels.runs.episodes import episode_path, list_episodes, save_episode
+from worldmodels.runs.episodes import episode_path, list_episodes, save_episode, stored_steps
 from worldmodels.runs.rundir import RunDir, atomic_save_npz, atomic_write_json
+from worldmodels.runs.tensorboard import log_episodes, stage_writer
 from worldmodels.training.memory import MemoryTrainConfig, train_memory
 from worldmodels.training.vision import VisionTrainConfig, train_vision
 
@@ -120,7 +123,8 @@ class GroundTruth(Callback):
         self.positions.append(ground_truth(self.env, step.info))
 
 
-def optimise_explorer(run: RunDir, config: ExploreConfig, vision, memory, model, device, round_: int) -> dict:
+def optimise_explorer(run: RunDir, config: ExploreConfig, vision, memory, model, device, round_: int,
+                      progress: bool = True) -> dict:
     """CMA-ES on the explorer in the dream, on ``model``'s intrinsic reward (+ ``extrinsic`` x the dream's),
     warm-started from the last round's explorer; saves it with the round (``save_explorer``)."""
     action = run.action_spec()
@@ -145,18 +149,23 @@ def optimise_explorer(run: RunDir, config: ExploreConfig, vision, memory, model,
         return returns.mean(1).cpu().numpy()
 
     record = {}
+    bar = tqdm(total=config.generations, desc=f"explore {round_ + 1}: dream cma", unit="gen", disable=not progress,
+               leave=False)
 
     def on_generation(g: Generation) -> None:
         record.update(dream_intrinsic_best=float(g.fitness.max()), dream_intrinsic_mean=float(g.fitness.mean()))
+        bar.update()
+        bar.set_postfix(best=f"{record['dream_intrinsic_best']:.2f}")
 
     mean = evolve(start, config.sigma0, config.population, fitness, config.generations, config.seed + round_,
                   on_generation=on_generation)
+    bar.close()
     save_explorer(run, spec, mean, {"intrinsic": config.intrinsic, "round": round_ + 1, "noise": config.noise,
                                     **record})
     return record
 
 
-def collect_round(run: RunDir, indices: list[int], seed: int, directory, device) -> None:
+def collect_round(run: RunDir, indices: list[int], seed: int, directory, device, progress: bool = True) -> None:
     """Collect episodes ``indices`` with the ``curious`` agent; ground-truth states to ``positions/``."""
     existing = list_episodes(run.episodes)
     todo = [i for i in indices if i not in existing]
@@ -165,7 +174,7 @@ def collect_round(run: RunDir, indices: list[int], seed: int, directory, device)
     env = run.make_env()
     agent = load_agent("curious", run, str(device))
     recorder, truth = EpisodeRecorder(), GroundTruth(env)
-    for i in todo:
+    for i in tqdm(todo, desc="explore: collect", unit="ep", disable=not progress, leave=False):
         drive(env, agent, episode_seed(seed, i), [recorder, truth])
         if truth.positions[0] is not None:
             atomic_save_npz(directory / "positions" / f"episode_{i:06d}.npz", position=np.asarray(truth.positions))
@@ -191,8 +200,6 @@ def coverage(directory, indices: list[int]) -> tuple[set, int]:
 
 def explore(run: RunDir, config: ExploreConfig, progress: bool = True) -> dict:
     """Run (or resume) ``config.rounds`` rounds; returns the history (also ``RUN/explore/history.json``)."""
-    from torch.utils.tensorboard import SummaryWriter
-
     if config.intrinsic not in KINDS:
         raise UserError(f"unknown intrinsic reward {config.intrinsic!r}; choose one of {', '.join(KINDS)}")
     run.read_meta()
@@ -211,7 +218,7 @@ def explore(run: RunDir, config: ExploreConfig, progress: bool = True) -> dict:
         return history
     device = pick_device(config.device)
     torch.manual_seed(config.seed)
-    writer = SummaryWriter(str(run.tb))
+    writer = stage_writer(run, "explore", config)
     base = history["base_episodes"]
     for r in range(done, config.rounds):
         t0 = time.perf_counter()
@@ -232,15 +239,16 @@ def explore(run: RunDir, config: ExploreConfig, progress: bool = True) -> dict:
         if saved.get("round") == r + 1:
             dream = {k: v for k, v in saved.items() if k.startswith("dream_")}
         else:
-            dream = optimise_explorer(run, config, vision, memory, model, device, r)
+            dream = optimise_explorer(run, config, vision, memory, model, device, r, progress)
         indices = list(range(base + r * config.episodes, base + (r + 1) * config.episodes))
-        collect_round(run, indices, config.seed, directory, device)
+        collect_round(run, indices, config.seed, directory, device, progress)
         seen, recorded = coverage(directory, indices)
         total, _ = coverage(directory, list(range(base, base + (r + 1) * config.episodes)))
-        returns = []
+        returns, lengths = [], []
         for i in indices:
             with np.load(run.episodes / f"episode_{i:06d}.npz") as data:
                 returns.append(float(data["reward"].sum()))
+                lengths.append(len(data["reward"]))
         entry = {"round": r + 1, "episodes": indices, "coverage_round": len(seen) if recorded else None,
                  "coverage_total": len(total) if recorded else None, "return_mean": float(np.mean(returns)),
                  "return_max": float(np.max(returns)), "vision_val_loss": vision_summary["best_val_loss"],
@@ -254,6 +262,7 @@ def explore(run: RunDir, config: ExploreConfig, progress: bool = True) -> dict:
                 writer.add_scalar(f"explore/{key}", entry[key], r + 1)
         for key, value in losses.items():
             writer.add_scalar(f"explore/curiosity_{key}", value, r + 1)
+        log_episodes(writer, returns, lengths, stored_steps(run.episodes) - sum(lengths))  # the round's are last
         writer.flush()
         print(f"explore: round {r + 1}: coverage {entry['coverage_round']} states (total {entry['coverage_total']}), "
               f"return mean {entry['return_mean']:.2f}, memory val loss {entry['memory_val_loss']:.3f}")

@@ -28,11 +28,19 @@ from worldmodels.core.settings import require_at_least, require_positive
 from worldmodels.curiosity.rewards import KINDS
 from worldmodels.dream.env import intrinsic_bonus
 from worldmodels.dream.evolution import Generation, evolve, saved_generation
-from worldmodels.dream.imagine import BatchedDream, DreamConfig, Shaping, initial_latents, rollout_population
+from worldmodels.dream.imagine import (
+    BatchedDream,
+    DreamConfig,
+    Shaping,
+    initial_latents,
+    rollout_population,
+    terminated,
+)
 from worldmodels.evaluation.evaluate import evaluate
 from worldmodels.models.controller import ControllerSpec
 from worldmodels.runs.artifacts import load_world_model, save_controller, weights_id
 from worldmodels.runs.rundir import RunDir, atomic_write_json
+from worldmodels.runs.tensorboard import frame_grid, log_episodes, stage_writer
 
 STATE = "cma_state"
 """The CMA-ES state's name in ``RUN/controller``: ``cma_state.npz`` + ``cma_state.json``."""
@@ -131,9 +139,7 @@ def train_cma(run: RunDir, config: CMAConfig, progress: bool = True) -> dict:
         return history
     if start_gen:
         print(f"dream: resuming CMA-ES after generation {start_gen}")
-    from torch.utils.tensorboard import SummaryWriter
-
-    writer = SummaryWriter(str(run.tb))
+    writer = stage_writer(run, "dream", config)
     print(f"dream: CMA-ES on a {spec.n_params}-parameter controller, population {config.population} x "
           f"{config.rollouts} dreams of <= {config.dream.max_steps} steps at tau={config.dream.temperature} on {device}")
     bar = tqdm(desc="dream cma", unit="gen", disable=not progress, initial=start_gen, total=config.generations)
@@ -150,8 +156,8 @@ def train_cma(run: RunDir, config: CMAConfig, progress: bool = True) -> dict:
         history["generations"].append(record)
         for key in ("best", "mean", "worst"):
             writer.add_scalar(f"dream/fitness_{key}", record[key], g.number)
-        writer.add_scalar("dream/sigma", record["sigma"], g.number)
-        writer.add_scalar("dream/dream_steps_per_s",
+        writer.add_scalar("charts/sigma", record["sigma"], g.number)
+        writer.add_scalar("charts/dream_steps_per_s",
                           config.population * config.rollouts * config.dream.max_steps / record["seconds"], g.number)
         mean = g.mean.astype(np.float32)
         last = g.number == config.generations
@@ -160,7 +166,7 @@ def train_cma(run: RunDir, config: CMAConfig, progress: bool = True) -> dict:
         if config.select == "dream" or not config.real_every:
             save_controller(run, spec, mean, {"generation": g.number, "selected_by": "dream"})
         if g.number % max(1, config.real_every or 10) == 0 or last:
-            log_dream_video(writer, dream, spec, mean, action, g.number)
+            log_dream_frames(writer, dream, spec, mean, action, g.number)
         atomic_write_json(run.controller / "history.json", history)
         bar.update()
         bar.set_postfix(best=f"{record['best']:.1f}", mean=f"{record['mean']:.1f}", sigma=f"{record['sigma']:.3f}")
@@ -174,16 +180,23 @@ def train_cma(run: RunDir, config: CMAConfig, progress: bool = True) -> dict:
 
 def real_check(run: RunDir, config: CMAConfig, spec: ControllerSpec, mean: np.ndarray, dream: BatchedDream,
                action, history: dict, writer, generation: int) -> None:
-    """Score CMA-ES's ``mean`` in the real env; with ``select="real"``, keep it as the controller if it is the best yet."""
+    """Score CMA-ES's ``mean`` in the real env; with ``select="real"``, keep it as the controller if it is the best yet.
+
+    TensorBoard: each episode's ``charts/episodic_return`` against the real env steps of all checks so far
+    (``env_steps`` in the history), and the mean's ``dream/real_return`` beside its ``dream/dream_return``
+    against the generation."""
     # The same tracks at every check (and none of `wm eval`'s), so checks compare controllers.
     result = evaluate(run, "controller", episodes=config.real_episodes, workers=config.workers,
                       seed=10_000 + config.seed, max_steps=config.real_max_steps, progress=False,
                       backend=config.backend, ray_address=config.ray_address,
                       agent_options={"params": mean.tolist(), "spec": spec.to_dict()})
+    before = history["real"][-1].get("env_steps", 0) if history["real"] else 0
     real = {"generation": generation, "mean": result["mean"], "std": result["std"],
-            "dream": dream_score(dream, spec, mean, action, config.rollouts)}
+            "dream": dream_score(dream, spec, mean, action, config.rollouts),
+            "env_steps": log_episodes(writer, result["returns"], result["lengths"], before)}
     history["real"].append(real)
-    writer.add_scalar("dream/real_score", real["mean"], generation)
+    writer.add_scalar("dream/real_return", real["mean"], generation)
+    writer.add_scalar("dream/dream_return", real["dream"], generation)
     tqdm.write(f"generation {generation}: real env {real['mean']:.1f} +- {real['std']:.1f} (dream {real['dream']:.1f})")
     if history["best_real"] is None or real["mean"] > history["best_real"]["mean"]:
         history["best_real"] = real
@@ -223,11 +236,16 @@ def dream_score(dream: BatchedDream, spec: ControllerSpec, params: np.ndarray, a
     return float(returns.mean())
 
 
-def log_dream_video(writer, dream: BatchedDream, spec: ControllerSpec, params: np.ndarray, action, step: int,
-                    frames: int = 32) -> None:
-    """A strip of decoded dream frames of one controller (every few steps) in TensorBoard."""
+@torch.no_grad()
+def log_dream_frames(writer, dream: BatchedDream, spec: ControllerSpec, params: np.ndarray, action, step: int,
+                     dreams: int = 4, columns: int = 16) -> None:
+    """``dream/controller_dreams`` in TensorBoard: ``dreams`` fresh dreams of one controller, decoded, as a grid
+    of one row per dream and ``columns`` evenly spaced steps; steps after a dream terminated stay white."""
     p = torch.as_tensor(params, dtype=torch.float32, device=dream.device)[None]
-    _, imagined = rollout_population(dream, lambda f: spec.act(p, f, action), 1, 1)
-    latents = imagined.latents[0]
-    decoded = dream.vision.decode(latents[::max(1, len(latents) // frames)][:frames]).float().cpu()
-    writer.add_image("dream/best_controller_frames", torch.cat(list(decoded), dim=2).clamp(0, 1), step)
+    _, imagined = rollout_population(dream, lambda f: spec.act(p, f, action), 1, dreams)
+    steps = torch.linspace(0, imagined.latents.shape[1] - 1, columns).round().long().unique()
+    frames = dream.vision.decode(imagined.latents[:, steps.to(dream.device)].flatten(0, 1)).float().cpu()
+    frames = frames.view(dreams, len(steps), *frames.shape[1:])
+    ended = terminated(imagined.continues, dream.config.done_threshold).int().cpu()
+    frames[((ended.cumsum(1) - ended) > 0)[:, steps]] = 1.0  # terminated at an earlier step
+    writer.add_image("dream/controller_dreams", frame_grid(frames), step)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import configure
 from stable_baselines3.common.vec_env import VecMonitor
 from tqdm.auto import tqdm
 
@@ -19,6 +20,7 @@ from worldmodels.dream.env import dream_vec_env, intrinsic_bonus
 from worldmodels.dream.imagine import BatchedDream, DreamConfig, Shaping, initial_latents
 from worldmodels.runs.artifacts import algo_class, load_world_model, sb3_path
 from worldmodels.runs.rundir import RunDir, atomic_write_json
+from worldmodels.runs.tensorboard import stage_writer
 
 
 @dataclass
@@ -108,7 +110,7 @@ def train_sb3(run: RunDir, config: SB3Config, progress: bool = True) -> dict:
             print(f"dream: resuming {config.algo.upper()} at {model.num_timesteps} timesteps")
         else:
             model = cls(policy_name(cls), env, seed=config.seed, device=policy_device, verbose=0,
-                        tensorboard_log=str(run.tb), policy_kwargs=config.policy_kwargs,
+                        policy_kwargs=config.policy_kwargs,
                         **{**rollout_kwargs(cls, config), **(config.algo_kwargs or {})})
     except (ValueError, AssertionError) as e:
         raise UserError(f"{config.algo.upper()} cannot train on this action space: {e}") from None
@@ -118,9 +120,11 @@ def train_sb3(run: RunDir, config: SB3Config, progress: bool = True) -> dict:
     if remaining <= 0:
         print(f"dream: {config.algo.upper()} already trained for {model.num_timesteps} timesteps; nothing to do")
     else:
+        name = f"dream_sb3_{config.algo.lower()}"  # SB3's own tags (rollout/ep_rew_mean, train/...) in RUN/tb/NAME
+        stage_writer(run, name, config).close()
+        model.set_logger(configure(str(run.tb / name), ["tensorboard"]))
         model.learn(remaining, reset_num_timesteps=False,
-                    callback=Progress(remaining, f"dream {config.algo.lower()}") if progress else None,
-                    tb_log_name=f"sb3_{config.algo.lower()}")
+                    callback=Progress(remaining, f"dream {config.algo.lower()}") if progress else None)
         run.controller.mkdir(parents=True, exist_ok=True)
         model.save(str(path))
     info = {"algo": config.algo.lower(), "timesteps": int(model.num_timesteps), "path": str(path)}

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass, field
 
@@ -15,6 +16,7 @@ from worldmodels.core.executor import default_workers, make_executor
 from worldmodels.core.settings import require_at_least
 from worldmodels.evaluation.video import write_videos
 from worldmodels.runs.rundir import RunDir, atomic_write_json
+from worldmodels.runs.tensorboard import log_episodes, stage_writer
 
 
 @dataclass
@@ -71,7 +73,8 @@ def evaluate(run: RunDir, agent: str, episodes: int = 10, workers: int | None = 
     """Score ``agent`` over ``episodes`` real episodes (episode i seeded from (seed, i)).
 
     Returns (and, with ``write``, saves to ``RUN/eval/results.json`` and ``RUN/eval/AGENT.json``)
-    per-episode returns and lengths with their mean, std, min and max. ``video`` writes mp4s of
+    per-episode returns and lengths with their mean, std, min and max; with ``write``, TensorBoard's
+    ``RUN/tb/eval_AGENT`` is replaced by this evaluation's episodes (``charts/episodic_return``). ``video`` writes mp4s of
     the best and the worst episode, real frames beside the VAE reconstruction. ``backend``
     ``"ray"`` runs the episodes on Ray actors (at ``ray_address``; see ``worldmodels.executor``).
     """
@@ -121,7 +124,19 @@ def evaluate(run: RunDir, agent: str, episodes: int = 10, workers: int | None = 
     if write:
         atomic_write_json(run.eval / "results.json", summary)
         atomic_write_json(run.eval / f"{agent}.json", summary)
+        log_evaluation(run, summary)
     return summary
+
+
+def log_evaluation(run: RunDir, summary: dict) -> None:
+    """``RUN/tb/eval_AGENT``, replaced: the settings, then each episode's return and length (episode order)
+    against the real env steps of the evaluation so far."""
+    name = f"eval_{summary['agent']}"
+    shutil.rmtree(run.tb / name, ignore_errors=True)
+    settings = ("agent", "checkpoint", "options", "env", "episodes", "seed", "max_steps")
+    writer = stage_writer(run, name, {k: summary[k] for k in settings})
+    log_episodes(writer, summary["returns"], summary["lengths"])
+    writer.close()
 
 
 def _checkpoint(run: RunDir, agent: str, options: dict) -> str | None:

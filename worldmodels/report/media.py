@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import torch
 
+from worldmodels.dream.imagine import imagine
 from worldmodels.runs.artifacts import load_memory, load_vision
 from worldmodels.runs.episodes import list_episodes, load_episode
 from worldmodels.runs.rundir import RunDir
@@ -92,7 +93,8 @@ def _to_uint8(images: torch.Tensor) -> np.ndarray:
 def world_model_strips(run: RunDir, out: Path, columns: int = 10) -> dict[str, Path]:
     """PNGs of the first stored episode: ``reconstruction`` (real frames over the VAE's reconstruction at
     ``columns`` evenly spaced steps) and ``dream`` (real frames 1..K over the memory model's open-loop
-    mean prediction from frame 0 fed the episode's actions, decoded). Empty without trained models."""
+    mean prediction from frame 0 fed the episode's actions: ``imagine`` at temperature 0, decoded). Empty
+    without trained models."""
     episodes = list_episodes(run.episodes)
     if not episodes or not (run.vision / "best.pt").exists():
         return {}
@@ -107,12 +109,8 @@ def world_model_strips(run: RunDir, out: Path, columns: int = 10) -> dict[str, P
     if memory is not None:
         horizon = min(columns, len(frames) - 1)
         actions = run.action_spec().to_model(torch.from_numpy(episode["action"][:horizon]))
-        state, z, dreamed = memory.initial_state(1), mu[:1], []
-        for t in range(horizon):
-            state = memory.step(state, z, actions[t:t + 1])
-            z = memory.predict(state).next_z.mean
-            dreamed.append(z)
+        dreamed = imagine(memory, memory.initial_state(1), mu[:1], actions[None]).latents[0]  # [horizon, Z]
         made["dream"] = save_png(out / "dream.png", rows_image(
-            {"real": frames[1:horizon + 1], "dream": _to_uint8(vision.decode(torch.cat(dreamed)))},
+            {"real": frames[1:horizon + 1], "dream": _to_uint8(vision.decode(dreamed))},
             list(range(1, horizon + 1))))
     return made

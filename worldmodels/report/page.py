@@ -15,7 +15,7 @@ import numpy as np
 
 from worldmodels.report.media import filmstrip, world_model_strips
 from worldmodels.report.plots import histogram, line_plot
-from worldmodels.runs.episodes import list_episodes
+from worldmodels.runs.episodes import stored_steps
 from worldmodels.runs.rundir import RunDir, atomic_write_bytes
 
 # Published CarRacing scores (mean +- std over 100 random tracks), for context only.
@@ -160,14 +160,6 @@ def foresight_section(run: RunDir) -> list[str]:
             _details("planner", _pre(s.get("planner")))]
 
 
-def env_steps(run: RunDir) -> int:
-    total = 0
-    for path in list_episodes(run.episodes).values():
-        with np.load(path) as data:
-            total += len(data["reward"])
-    return total
-
-
 def config_section(run: RunDir, meta: dict, pipeline: dict) -> list[str]:
     """Collapsible JSON: the env and collections (with seeds), versions, and every stage's config."""
     parts = [_details("environment (run.json)", _pre(meta.get("env"))),
@@ -223,7 +215,7 @@ def write_report(run: RunDir, out: str | Path | None = None) -> Path:
     sections = [
         f"<h1>worldmodels run: {html.escape(run.root.name)}</h1>",
         f"<p>env <code>{html.escape(env)}</code>, kwargs <code>{html.escape(json.dumps(meta['env']['kwargs']))}</code>"
-        f", preset {html.escape(str(pipeline.get('preset', '-')))}, {env_steps(run)} real env steps collected, "
+        f", preset {html.escape(str(pipeline.get('preset', '-')))}, {stored_steps(run.episodes)} real env steps collected, "
         f"report written {time.strftime('%Y-%m-%d %H:%M')}</p>",
         "<h2>Scores in the real environment</h2>", f"<p>{note}</p>",
         table(rows, SCORE_COLUMNS) if rows else "<p>No evaluations yet.</p>",

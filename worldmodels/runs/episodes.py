@@ -43,6 +43,15 @@ def list_episodes(directory: Path) -> dict[int, Path]:
     return dict(sorted(out.items()))
 
 
+def stored_steps(directory: Path) -> int:
+    """Real env steps of every episode stored in ``directory`` (the lengths of their ``reward`` columns)."""
+    total = 0
+    for path in list_episodes(directory).values():
+        with np.load(path) as data:
+            total += len(data["reward"])
+    return total
+
+
 def save_episode(path: Path, obs, action, reward, terminated, truncated) -> int:
     """Write one episode atomically; returns bytes written."""
     return atomic_save_npz(path, obs=np.asarray(obs, np.uint8), action=np.asarray(action),

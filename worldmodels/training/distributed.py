@@ -123,10 +123,3 @@ def wrap(model: torch.nn.Module, device: torch.device) -> Callable[..., dict[str
     ddp = DistributedDataParallel(_Loss(model), device_ids=device_ids)
     torch.manual_seed(torch.initial_seed() + rank())
     return ddp
-
-
-class NullWriter:
-    """A stand-in for TensorBoard's ``SummaryWriter`` on ranks that write nothing."""
-
-    def __getattr__(self, name: str) -> Callable[..., None]:
-        return lambda *args, **kwargs: None

@@ -31,7 +31,7 @@ from worldmodels.runs.artifacts import (
     save_weights,
     write_config,
 )
-from worldmodels.runs.rundir import RunDir, atomic_torch_save, atomic_write_json
+from worldmodels.runs.rundir import atomic_torch_save, atomic_write_json
 from worldmodels.training import distributed
 
 
@@ -78,11 +78,6 @@ def split_episodes(indices: list[int], val_fraction: float, seed: int) -> tuple[
     return sorted(set(indices) - set(val)), sorted(val)
 
 
-def image_grid(rows: list[torch.Tensor]) -> torch.Tensor:
-    """Rows of images ``[N, 3, H, W]`` -> one image ``[3, R*H, N*W]`` (for TensorBoard)."""
-    return torch.cat([torch.cat(list(r), dim=2) for r in rows], dim=1).clamp(0, 1)
-
-
 def fit(name: str, model: torch.nn.Module, directory: Path, *, epochs: int, patience: int, lr: float,
         device: torch.device, writer, train_batches: Callable[[int], Iterable[dict]], batches_per_epoch: int,
         val_batches: Callable[[], Iterable[dict]], units: Callable[[dict], int], unit: str,
@@ -96,6 +91,9 @@ def fit(name: str, model: torch.nn.Module, directory: Path, *, epochs: int, pati
 
     ``train_batches(epoch)`` yields about ``batches_per_epoch`` batches (the progress bar's total),
     lazily: the throughput logged (``unit``/s) covers loading and training, not validation.
+
+    ``writer`` (TensorBoard) gets, against the optimizer step, ``losses/train_K`` every 10 batches and
+    ``losses/val_K``, ``charts/UNIT_per_s``, ``charts/learning_rate`` every epoch (K: each loss term).
 
     ``directory/last.pt`` holds model, optimizer and bookkeeping after every epoch;
     ``best.pt`` the weights with the lowest validation loss; ``summary.json`` is written when
@@ -156,15 +154,15 @@ def fit(name: str, model: torch.nn.Module, directory: Path, *, epochs: int, pati
                 check_finite(name, values["loss"], epoch, state["step"])
                 bar.set_postfix(loss=f"{values['loss']:.3f}", **{f"{unit}_s": f"{rate:.0f}"})
                 for k, v in values.items():
-                    writer.add_scalar(f"{name}/train_{k}", v, state["step"])
+                    writer.add_scalar(f"losses/train_{k}", v, state["step"])
         rate = seen / (time.perf_counter() - t0)
         train = {k: float(v) / max(count, 1) for k, v in totals.items()}
         val = distributed.broadcast(validate(model, val_batches(), device, amp))
         check_finite(name, train.get("loss", 0.0) + val["loss"], epoch, state["step"])
-        writer.add_scalar(f"{name}/throughput_{unit}_per_s", rate, state["step"])
-        writer.add_scalar(f"{name}/lr", optimizer.param_groups[0]["lr"], state["step"])
+        writer.add_scalar(f"charts/{unit}_per_s", rate, state["step"])
+        writer.add_scalar("charts/learning_rate", optimizer.param_groups[0]["lr"], state["step"])
         for k, v in val.items():
-            writer.add_scalar(f"{name}/val_{k}", v, state["step"])
+            writer.add_scalar(f"losses/val_{k}", v, state["step"])
         improved = val["loss"] < state["best_val"]
         if improved:
             state["best_val"], state["bad_epochs"] = val["loss"], 0
@@ -273,11 +271,3 @@ def promote(target: Path, directory: Path) -> None:
         os.replace(directory, old)
     os.replace(target, directory)
     shutil.rmtree(old, ignore_errors=True)
-
-
-def tb_writer(run: RunDir):
-    if not distributed.is_main():
-        return distributed.NullWriter()
-    from torch.utils.tensorboard import SummaryWriter
-
-    return SummaryWriter(str(run.tb))

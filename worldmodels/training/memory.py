@@ -22,16 +22,15 @@ from worldmodels.runs.artifacts import (
 )
 from worldmodels.runs.episodes import list_episodes
 from worldmodels.runs.rundir import RunDir
+from worldmodels.runs.tensorboard import frame_grid, stage_writer
 from worldmodels.training import distributed
 from worldmodels.training.fit import (
     FitConfig,
     already_done,
     fit,
-    image_grid,
     prepare_stage,
     split_episodes,
     staged,
-    tb_writer,
 )
 from worldmodels.training.latents import encode_latents, load_latents
 from worldmodels.training.sequences import SequenceBatcher
@@ -95,7 +94,7 @@ def fit_memory(run: RunDir, config: MemoryTrainConfig, model_config, target: Pat
         for batch in val_data.iterate(config.batch_size):
             yield tensors(batch)
 
-    writer = tb_writer(run)
+    writer = stage_writer(run, "memory", config, enabled=distributed.is_main())
     vae = vae.to(device)
     strip = val_data.window(np.array([0]), np.array([0]))
 
@@ -144,4 +143,4 @@ def dream_strip(memory, vae: ConvVAE, window: dict, device: torch.device, steps:
     dreamed = imagine(memory, memory.initial_state(1), z[:, 0], action, temperature=1.0).latents[0]
     real = vae.decode(z[0, 1:len(dreamed) + 1]).float().cpu()
     fake = vae.decode(dreamed).float().cpu()
-    return image_grid([real, fake])
+    return frame_grid(torch.stack([real, fake]))

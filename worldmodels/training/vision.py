@@ -16,16 +16,15 @@ from worldmodels.core.settings import require_at_least
 from worldmodels.models import ConvVAE, VAEConfig
 from worldmodels.runs.episodes import list_episodes, load_frames
 from worldmodels.runs.rundir import RunDir, atomic_write_json
+from worldmodels.runs.tensorboard import frame_grid, stage_writer
 from worldmodels.training import distributed
 from worldmodels.training.fit import (
     FitConfig,
     already_done,
     fit,
-    image_grid,
     prepare_stage,
     split_episodes,
     staged,
-    tb_writer,
 )
 from worldmodels.training.latents import encode_latents
 
@@ -68,13 +67,13 @@ def fit_vision(run: RunDir, config: VisionTrainConfig, model_config: VAEConfig, 
             yield {"frames": val_frames[i:i + 256]}
 
     sample = val_frames[torch.linspace(0, len(val_frames) - 1, 8).long()]
-    writer = tb_writer(run)
+    writer = stage_writer(run, "vision", config, enabled=distributed.is_main())
 
     @torch.no_grad()
     def log_media(step: int):
         recon = model.decode(model.encode(sample.to(device))[0]).float().cpu()
         real = sample.permute(0, 3, 1, 2).float() / 255
-        writer.add_image("vision/real_vs_reconstruction", image_grid([real, recon]), step)
+        writer.add_image("vision/real_vs_reconstruction", frame_grid(torch.stack([real, recon])), step)
 
     print(f"vision: ConvVAE z={config.z_dim} on {len(train_frames)} frames "
           f"({len(train_ids)} episodes, {len(val_frames)} held out) on {device}")
