@@ -24,6 +24,10 @@ class Catch(gym.Env):
         self.observation_space = gym.spaces.Box(0, 255, (GRID * CELL, GRID * CELL, 3), np.uint8)
         self.action_space = gym.spaces.Discrete(3)  # 0: stay, 1: left, 2: right
 
+    def get_action_meanings(self) -> list[str]:
+        """What each action does, in ALE's words (``wm play`` maps keys from them)."""
+        return ["NOOP", "LEFT", "RIGHT"]
+
     def _new_ball(self) -> None:
         self.ball = np.array([0, self.np_random.integers(GRID)])
 

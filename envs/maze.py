@@ -61,6 +61,10 @@ class Maze(gym.Env):
         self.action_space = gym.spaces.Discrete(4)
         self.background = self._draw_walls()
 
+    def get_action_meanings(self) -> list[str]:
+        """What each action does, in ALE's words (``wm play`` maps keys from them)."""
+        return ["UP", "DOWN", "LEFT", "RIGHT"]
+
     @property
     def open_states(self) -> int:
         """How many positions the agent can occupy (the maximum coverage)."""

@@ -36,6 +36,7 @@ LAYERS = {
     "worldmodels.planning": 6,
     "worldmodels.curiosity": 6,
     "worldmodels.report": 6,
+    "worldmodels.play": 6,
     "worldmodels.pipeline": 7,
     "worldmodels.api": 7,
     "worldmodels.cli": 8,

@@ -184,7 +184,9 @@ def videos_section(run: RunDir, out: Path, media: Path) -> list[str]:
     if not videos:
         return []
     parts = ["<h2>Videos</h2><p>Eval videos: the real frame | the VAE's reconstruction, captioned with agent, "
-             "step and return so far. Foresight: the current frame | the goal | predicted frames of the plan.</p>"]
+             "step and return so far. Foresight: the current frame | the goal | predicted frames of the plan. "
+             "dream_AGENT_i (<code>wm dream --record</code>): the agent's real episode | its dream beside it, "
+             "from the same first frame.</p>"]
     for video in videos:
         copy = media / video.name
         shutil.copyfile(video, copy)
