@@ -83,11 +83,11 @@ class LinearMemory:
 # sequences; MPPI weights all candidates with softmax(returns / 0.5), so candidates whose returns
 # differ by less than the temperature count alike and the std stops shrinking there.
 @pytest.mark.parametrize(("method", "tolerance"), [("cem", 0.03), ("icem", 0.1), ("mppi", 0.1)])
-def test_finds_optimum_of_quadratic(method: str, tolerance: float) -> None:
-    target = torch.linspace(-0.8, 0.8, 10).reshape(5, 2)
-    optimizer = CEMOptimizer(CEMConfig(horizon=5, method=method), *box())  # N=1000, K=100, 10 iterations
-    plan = optimizer.optimize(quadratic(target), generator=torch.Generator().manual_seed(0))
-    assert plan.shape == (5, 2)
+def test_finds_optimum_of_quadratic(method: str, tolerance: float, device) -> None:
+    target = torch.linspace(-0.8, 0.8, 10, device=device).reshape(5, 2)
+    optimizer = CEMOptimizer(CEMConfig(horizon=5, method=method), *box(), device=device)  # N=1000, K=100, I=10
+    plan = optimizer.optimize(quadratic(target), generator=torch.Generator(device).manual_seed(0))
+    assert plan.shape == (5, 2) and plan.device.type == device.type
     assert (plan - target).abs().max() < tolerance
 
 
@@ -250,14 +250,16 @@ def test_mpc_drives_linear_model_to_zero() -> None:
     assert z.abs().max() < 0.1
 
 
-def test_mpc_decision_with_mdnrnn_is_in_bounds() -> None:
+def test_mpc_decision_with_mdnrnn_is_in_bounds(device) -> None:
+    """On CUDA this is the path that met cuDNN's "rnn: hx is not contiguous" (one state expanded to N)."""
     torch.manual_seed(0)
-    memory = MDNRNN(MDNRNNConfig(z_dim=8, action_dim=3, hidden_size=32)).eval()
-    low, high = torch.tensor([-1.0, 0.0, 0.0]), torch.ones(3)  # CarRacing: steer, gas, brake
+    memory = MDNRNN(MDNRNNConfig(z_dim=8, action_dim=3, hidden_size=32)).to(device).eval()
+    low, high = torch.tensor([-1.0, 0.0, 0.0], device=device), torch.ones(3, device=device)  # steer, gas, brake
     config = CEMConfig(horizon=5, candidates=100, elites=10, iterations=3, method="icem", discount=0.99)
     value = lambda features, z: features.sum(-1)  # noqa: E731
-    planner = MPCPlanner(CEMOptimizer(config, low, high), temperature=1.0, terminal_value=value)
-    state, z = memory.initial_state(1), torch.randn(1, 8)
+    planner = MPCPlanner(CEMOptimizer(config, low, high), temperature=1.0, terminal_value=value,
+                         generator=torch.Generator(device).manual_seed(0))
+    state, z = memory.initial_state(1), torch.randn(1, 8, device=device)
     for _ in range(2):
         action = planner.act(memory, state, z)
         assert action.shape == (3,) and ((action >= low) & (action <= high)).all()
