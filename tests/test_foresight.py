@@ -5,12 +5,14 @@ Planning quality uses the learned memory model and ``DotVision`` of ``test_cem_a
 
 from __future__ import annotations
 
+import copy
 import json
 
 import cv2
 import numpy as np
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from tests import test_cem_agent
 from tests.test_cem_agent import BOX2, POINT, DotVision, planner_config
@@ -18,6 +20,7 @@ from worldmodels.cli import build_parser, main
 from worldmodels.core.errors import UserError
 from worldmodels.envs.make import make_env
 from worldmodels.envs.point import PointMass
+from worldmodels.evaluation.video import CAPTION_HEIGHT
 from worldmodels.planning.foresight import ForesightConfig, GoalCost, predicted_latents, visual_foresight
 from worldmodels.runs.rundir import RunDir
 
@@ -47,13 +50,13 @@ def test_goal_costs_rank_latents() -> None:
         GoalCost(vision, goal, "l2")
 
 
-def test_predicted_latents_follow_the_model(point_models) -> None:
-    memory = point_models["mdn"]
-    state, z = memory.initial_state(1), torch.tensor([[0.3, 0.3]])
+def test_predicted_latents_follow_the_model(point_models, device) -> None:
+    memory = copy.deepcopy(point_models["mdn"]).to(device)
+    state, z = memory.initial_state(1), torch.tensor([[0.3, 0.3]], device=device)
     with torch.no_grad():
-        right = predicted_latents(memory, state, z, torch.tensor([1.0, 0.0]).expand(1, 5, 2))[0]
-    assert right.shape == (5, 2)
-    dx, dy = right[-1] - z[0]  # truly (0.4, 0): five steps of 0.08 to the right
+        right = predicted_latents(memory, state, z, torch.tensor([1.0, 0.0], device=device).expand(1, 5, 2))[0]
+    assert right.shape == (5, 2) and right.device.type == device.type
+    dx, dy = (right[-1] - z[0]).cpu()  # truly (0.4, 0): five steps of 0.08 to the right
     assert dx > 0.15 and abs(dy) < dx / 2, right
 
 
@@ -75,6 +78,9 @@ def test_foresight_gets_closer_than_random(point_models) -> None:
         if i == 0:
             assert r["frames"].shape == (13, 64, 64 * (PLANNER.horizon + 2), 3)
             assert r["final_latent_distance"] < r["initial_latent_distance"]
+            assert len(r["latent_distances"]) == len(r["captions"]) == 13
+            assert r["captions"][12] == (f"step 12  latent distance to goal {r['final_latent_distance']:.3f}  "
+                                         f"distance {r['final_distance']:.3f}")
     assert np.mean(planned) < 0.5 * np.mean(random), (planned, random)
     assert max(planned) < 0.15, planned
 
@@ -91,8 +97,13 @@ def test_wm_foresight_end_to_end(tiny_point_run, tmp_path, capsys) -> None:
     assert video.stat().st_size > 0
     capture = cv2.VideoCapture(str(video))
     assert capture.get(cv2.CAP_PROP_FRAME_WIDTH) == 2 * 64 * 5 and capture.get(cv2.CAP_PROP_FRAME_COUNT) == 4
+    assert capture.get(cv2.CAP_PROP_FRAME_HEIGHT) == 2 * 64 + 2 * CAPTION_HEIGHT  # a header above, a caption below
     summary = json.loads((RunDir(tiny_point_run).eval / "foresight.json").read_text())
     assert summary["steps"] == 3 and summary["initial_distance"] == pytest.approx(0.316, abs=1e-3)
+    board = EventAccumulator(str(RunDir(tiny_point_run).tb / "foresight")).Reload()
+    assert [e.step for e in board.Scalars("foresight/latent_distance")] == [0, 1, 2, 3]
+    assert board.Scalars("foresight/distance")[0].value == pytest.approx(0.316, abs=1e-3)
+    assert "|cost|latent|" in board.Tensors("config/text_summary")[0].tensor_proto.string_val[0].decode()
     foresight_cli("--run", str(tiny_point_run), "--goal-episode", "1", "--goal-step", "10", *planner,
                   "--cost", "pixel", "--cost-on", "sum", "--max-steps", "2", "--no-video", "--device", "cpu")
     assert "2 steps" in capsys.readouterr().out
