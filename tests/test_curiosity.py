@@ -47,16 +47,16 @@ def memory_models():
 
 @pytest.mark.parametrize("kind,memory", [("surprise", "mdn"), ("surprise", "vrnn"), ("icm", None),
                                          ("disagreement", "mdn"), ("disagreement", None), ("infogain", "vrnn")])
-def test_reward_falls_as_the_model_learns_a_repeated_transition(kind, memory):
+def test_reward_falls_as_the_model_learns_a_repeated_transition(kind, memory, device):
     torch.manual_seed(0)
-    mem = memory_models()[memory] if memory else None
+    mem = memory_models()[memory].to(device) if memory else None
     size = {"hidden": 32} if kind in ("icm", "disagreement") else {}
-    model = make_intrinsic(kind, mem, z_dim=Z, action=ACTION, **size)
+    model = make_intrinsic(kind, mem, device, z_dim=Z, action=ACTION, **size)
     one = transitions(1, seed=1, shift=3.0)  # far from anything seen
-    batch = {k: v.expand(32, -1).clone() for k, v in one.items()}
+    batch = {k: v.expand(32, -1).clone().to(device) for k, v in one.items()}
     state = mem.initial_state(32) if mem is not None else None
     batch["state"] = state
-    other = transitions(32, seed=2, shift=-3.0)  # never trained on
+    other = {k: v.to(device) for k, v in transitions(32, seed=2, shift=-3.0).items()}  # never trained on
 
     def rewards():
         learnt = model.intrinsic_reward(state, batch["z"], batch["action"], batch["next_z"]).mean()
