@@ -1,5 +1,6 @@
 """Episode videos that browsers play: H.264 mp4 (yuv420p, faststart) through imageio-ffmpeg's ffmpeg,
-each frame above a caption strip (agent, step, return). Real frames beside the VAE's reconstruction.
+each frame above a caption strip (agent, step, return) and below an optional header naming its panels.
+Real frames beside the VAE's reconstruction.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from worldmodels.runs.artifacts import load_vision
 from worldmodels.runs.rundir import RunDir
 
 CAPTION_HEIGHT = 24
-"""Pixels of the caption strip under each (upscaled) frame."""
+"""Pixels of the caption strip under each (upscaled) frame, and of the header strip above it."""
 
 
 def write_videos(run: RunDir, agent: str, extremes: dict) -> dict[str, str]:
@@ -45,20 +46,27 @@ def episode_captions(label: str, rewards: Sequence[float]) -> list[str]:
     return [f"{label}  step {t}  return {r:.1f}" for t, r in enumerate(returns)]
 
 
+def text_strip(width: int, labels: Sequence[tuple[int, str]]) -> np.ndarray:
+    """A dark strip [CAPTION_HEIGHT, width, 3] uint8 holding each ``(x, text)`` of ``labels`` in white at pixel x."""
+    strip = np.full((CAPTION_HEIGHT, width, 3), 32, np.uint8)
+    for x, text in labels:
+        cv2.putText(strip, text, (x + 6, CAPTION_HEIGHT - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1,
+                    cv2.LINE_AA)
+    return strip
+
+
 def captioned(frame: np.ndarray, caption: str) -> np.ndarray:
     """``frame`` [H, W, 3] uint8 above a dark strip [CAPTION_HEIGHT, W, 3] holding ``caption`` in white."""
-    strip = np.full((CAPTION_HEIGHT, frame.shape[1], 3), 32, np.uint8)
-    cv2.putText(strip, caption, (6, CAPTION_HEIGHT - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1,
-                cv2.LINE_AA)
-    return np.concatenate([frame, strip], axis=0)
+    return np.concatenate([frame, text_strip(frame.shape[1], [(0, caption)])], axis=0)
 
 
 def write_mp4(path: Path, frames: np.ndarray, fps: int = 30, scale: int = 4,
-              captions: Sequence[str] | None = None) -> None:
+              captions: Sequence[str] | None = None, header: Sequence[tuple[int, str]] | None = None) -> None:
     """RGB frames ``[T, H, W, 3]`` uint8 -> an H.264 mp4 that browsers play, written atomically.
 
     Frames are upscaled ``scale`` x (nearest neighbour), each above its caption when ``captions``
-    (T strings) are given, and padded to even sizes (yuv420p needs them).
+    (T strings) are given and below ``header`` (``(x, label)`` pairs, x in frame pixels before
+    upscaling: the names of side-by-side panels), and padded to even sizes (yuv420p needs them).
     """
     path = Path(path)
     t, h, w, _ = frames.shape
@@ -66,7 +74,8 @@ def write_mp4(path: Path, frames: np.ndarray, fps: int = 30, scale: int = 4,
         raise ValueError(f"{len(captions)} captions for {t} frames")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.mp4")
-    height = h * scale + (CAPTION_HEIGHT if captions is not None else 0)
+    height = h * scale + CAPTION_HEIGHT * ((captions is not None) + (header is not None))
+    top = None if header is None else text_strip(w * scale, [(x * scale, label) for x, label in header])
     size = (w * scale + w * scale % 2, height + height % 2)
     writer = imageio_ffmpeg.write_frames(str(tmp), size, fps=fps, codec="libx264", pix_fmt_out="yuv420p",
                                          macro_block_size=1, ffmpeg_log_level="error",
@@ -77,6 +86,8 @@ def write_mp4(path: Path, frames: np.ndarray, fps: int = 30, scale: int = 4,
             big = cv2.resize(frame, (w * scale, h * scale), interpolation=cv2.INTER_NEAREST)
             if captions is not None:
                 big = captioned(big, captions[i])
+            if top is not None:
+                big = np.concatenate([top, big], axis=0)
             padded = np.zeros((size[1], size[0], 3), np.uint8)
             padded[:big.shape[0], :big.shape[1]] = big
             writer.send(np.ascontiguousarray(padded))

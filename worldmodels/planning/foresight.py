@@ -6,12 +6,14 @@ decoded predicted frames and the goal frame (``pixel``), on the final planned st
 or summed over the horizon (``sum``, the default: a final-step cost is indifferent to the path, so
 MPC dithers near the goal). MPC in the real env: re-plan each step, execute the
 first action. ``wm foresight`` writes a video (current frame | goal | predicted frames of the
-chosen plan) and the final distance to the goal: latent, and ground truth where the env has
-``distance()`` (PointMass: start and goal positions come from its reset options).
+chosen plan, captioned with the step and the distances to the goal), the distances to the goal per
+step (``RUN/eval/foresight.json``, TensorBoard's ``RUN/tb/foresight``): latent, and ground truth
+where the env has ``distance()`` (PointMass: start and goal positions come from its reset options).
 """
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from worldmodels.agents.cem import CEMAgent
 from worldmodels.collect.driver import Callback, DecisionTimer, Step, drive
@@ -33,6 +36,7 @@ from worldmodels.planning.optimizers import CEMConfig, Objective
 from worldmodels.runs.artifacts import load_world_model
 from worldmodels.runs.episodes import list_episodes, load_episode
 from worldmodels.runs.rundir import RunDir, atomic_write_json
+from worldmodels.runs.tensorboard import stage_writer
 
 COSTS = ("latent", "pixel")
 
@@ -41,6 +45,10 @@ COST_ON = ("final", "sum")
 
 
 FRAME_SHAPE = (64, 64, 3)
+
+
+VIDEO_HEADER = [(0, "real frame"), (64, "goal"), (128, "predicted frames of the plan")]
+"""The foresight video's panels, named at their x in frame pixels (``write_mp4``'s ``header``)."""
 
 
 @dataclass
@@ -139,38 +147,65 @@ def ground_truth_distance(env) -> float | None:
 
 
 def visual_foresight(vision, memory: Memory, action: ActionSpec, env, goal: np.ndarray, planner: CEMConfig,
-                     config: ForesightConfig, device: torch.device | str = "cpu") -> dict:
+                     config: ForesightConfig, device: torch.device | str = "cpu", progress: bool = False) -> dict:
     """MPC toward ``goal`` (uint8 [64, 64, 3]) in the pixel env ``env`` for up to ``config.max_steps`` steps.
 
     ``env`` is reset with ``config.seed`` and ``config.reset_options``. Returns the latent and
-    ground-truth distances (initial, final; ground truth None without ``distance()``), the steps
-    taken, the seconds per decision and, with ``config.video``, the video frames
-    [T+1, 64, (H+2)*64, 3].
+    ground-truth distances (initial, final, and ``latent_distances`` / ``distances`` [T+1] per frame
+    from the reset; ground truth None without ``distance()``), the steps taken, the seconds per
+    decision and, with ``config.video``, the video ``frames`` [T+1, 64, (H+2)*64, 3] and their
+    ``captions`` [T+1]. ``progress``: a bar over the steps.
     """
     goal = check_goal(goal, "goal image")
     goal_cost = GoalCost(vision, goal, config.cost, config.cost_on)
     agent = CEMAgent(vision, memory, action, planner, device, objective=goal_objective(memory, goal_cost))
     distances, timer, video = GoalDistances(env, goal_cost), DecisionTimer(), ForesightVideo(agent, goal)
-    keep_frames = config.video
-    outcome = drive(env, agent, config.seed, [distances, timer, *([video] if keep_frames else [])],
-                    config.reset_options, config.max_steps)
-    result = {**distances.initial, "final_latent_distance": goal_cost.latent_distance(outcome.obs),
-              "final_distance": ground_truth_distance(env), "steps": outcome.steps,
+    with tqdm(total=config.max_steps, desc="foresight", unit="step", disable=not progress) as bar:
+        outcome = drive(env, agent, config.seed, [distances, timer, *([video] if config.video else []),
+                                                  DistanceBar(bar, distances)],
+                        config.reset_options, config.max_steps)
+    result = {"initial_latent_distance": distances.latent[0], "initial_distance": distances.truth[0],
+              "final_latent_distance": distances.latent[-1], "final_distance": distances.truth[-1],
+              "latent_distances": distances.latent, "distances": distances.truth, "steps": outcome.steps,
               "seconds_per_decision": timer.per_decision}
-    if keep_frames:
-        result["frames"] = video.frames()
+    if config.video:
+        result["frames"], result["captions"] = video.frames(), distances.captions()
     return result
 
 
 class GoalDistances(Callback):
-    """``initial``: the latent and the ground-truth distance to the goal at reset (see ``visual_foresight``)."""
+    """The latent (``latent``) and the ground-truth (``truth``, Nones without ``distance()``) distance to the goal
+    of every frame, the reset frame first: [T+1] each (see ``GoalCost.latent_distance``, ``ground_truth_distance``)."""
 
     def __init__(self, env, cost: GoalCost) -> None:
         self.env, self.cost = env, cost
 
     def on_reset(self, obs: np.ndarray, info: dict) -> None:
-        self.initial = {"initial_latent_distance": self.cost.latent_distance(obs),
-                        "initial_distance": ground_truth_distance(self.env)}
+        self.latent, self.truth = [], []
+        self.record(obs)
+
+    def on_step(self, step: Step) -> None:
+        self.record(step.next_obs)
+
+    def record(self, obs: np.ndarray) -> None:
+        self.latent.append(self.cost.latent_distance(obs))
+        self.truth.append(ground_truth_distance(self.env))
+
+    def captions(self) -> list[str]:
+        """One caption per frame: ``step t  latent distance to goal D`` (and the ground-truth distance)."""
+        return [f"step {t}  latent distance to goal {d:.3f}" + ("" if g is None else f"  distance {g:.3f}")
+                for t, (d, g) in enumerate(zip(self.latent, self.truth))]
+
+
+class DistanceBar(Callback):
+    """Advances a tqdm ``bar`` each step, showing the latest latent distance of ``distances`` (called after it)."""
+
+    def __init__(self, bar: tqdm, distances: GoalDistances) -> None:
+        self.bar, self.distances = bar, distances
+
+    def on_step(self, step: Step) -> None:
+        self.bar.update()
+        self.bar.set_postfix(latent_distance=f"{self.distances.latent[-1]:.3f}")
 
 
 class ForesightVideo(Callback):
@@ -233,21 +268,36 @@ def load_goal(run: RunDir, path: str | Path | None = None, episode: int | None =
     return check_goal(frames[step], f"frame {step} of episode {episode}")
 
 
-def run_foresight(run: RunDir, goal: np.ndarray, planner: CEMConfig, config: ForesightConfig) -> dict:
-    """Visual foresight with the run's models in its real env; writes ``RUN/eval/foresight.json`` and, with
-    ``config.video``, ``RUN/eval/foresight.mp4``. Returns the summary that was written."""
+def run_foresight(run: RunDir, goal: np.ndarray, planner: CEMConfig, config: ForesightConfig,
+                  progress: bool = True) -> dict:
+    """Visual foresight with the run's models in its real env; writes ``RUN/eval/foresight.json``, TensorBoard's
+    ``RUN/tb/foresight`` (replaced) and, with ``config.video``, ``RUN/eval/foresight.mp4`` (captioned). Returns
+    the summary that was written."""
     run.read_meta()
     device = pick_device(config.device)
     vision, memory = load_world_model(run, device)
     env = run.make_env()
     try:
-        result = visual_foresight(vision, memory, run.action_spec(), env, goal, planner, config, device)
+        result = visual_foresight(vision, memory, run.action_spec(), env, goal, planner, config, device, progress)
     finally:
         env.close()
     path = run.eval / "foresight.mp4"
     if config.video:
-        write_mp4(path, result.pop("frames"), fps=4, scale=2)
+        write_mp4(path, result.pop("frames"), fps=4, scale=2, captions=result.pop("captions"), header=VIDEO_HEADER)
+    log_foresight(run, {**asdict(config), "planner": asdict(planner)}, result)
     summary = {"env": run.env_spec()[0], **asdict(config), "planner": asdict(planner), **result,
                "video": str(path) if config.video else None}
     atomic_write_json(run.eval / "foresight.json", summary)
     return summary
+
+
+def log_foresight(run: RunDir, settings: dict, result: dict) -> None:
+    """``RUN/tb/foresight``, replaced: the settings, then ``foresight/latent_distance`` (and ground truth's
+    ``foresight/distance``) to the goal against the step, 0 being the reset frame."""
+    shutil.rmtree(run.tb / "foresight", ignore_errors=True)
+    writer = stage_writer(run, "foresight", settings)
+    for t, (latent, truth) in enumerate(zip(result["latent_distances"], result["distances"])):
+        writer.add_scalar("foresight/latent_distance", latent, t)
+        if truth is not None:
+            writer.add_scalar("foresight/distance", truth, t)
+    writer.close()
