@@ -38,7 +38,7 @@ from worldmodels.play.record import record_dreams
 from worldmodels.play.server import serve
 from worldmodels.play.session import PlayConfig
 from worldmodels.report.page import write_report
-from worldmodels.runs.artifacts import sb3_path
+from worldmodels.runs.artifacts import forget_sb3
 from worldmodels.runs.rundir import RunDir
 from worldmodels.training.memory import MemoryTrainConfig, train_memory
 from worldmodels.training.vision import VisionTrainConfig, train_vision
@@ -146,7 +146,7 @@ def cmd_dream(args) -> None:
         reject_inapplicable(values, flags_of(SB3Config), f"to --algo {args.algo} (it is a CMA-ES setting)")
         config = build(SB3Config, {**values, "algo": args.algo})
         if not args.resume:
-            sb3_path(run, args.algo).unlink(missing_ok=True)
+            forget_sb3(run, args.algo)
         info = train_sb3(run, config)
         print(f"dream: {info['algo'].upper()} trained for {info['timesteps']} dream steps -> {info['path']}")
     if args.record:

@@ -171,10 +171,12 @@ def train_cma(run: RunDir, config: CMAConfig, progress: bool = True) -> dict:
         bar.update()
         bar.set_postfix(best=f"{record['best']:.1f}", mean=f"{record['mean']:.1f}", sigma=f"{record['sigma']:.3f}")
 
-    evolve(np.zeros(spec.n_params), config.sigma0, config.population, fitness, config.generations, config.seed,
-           run.controller / STATE, on_generation)
-    bar.close()
-    writer.close()
+    try:
+        evolve(np.zeros(spec.n_params), config.sigma0, config.population, fitness, config.generations, config.seed,
+               run.controller / STATE, on_generation)
+    finally:  # the bar ends before an error's line
+        bar.close()
+        writer.close()
     return history
 
 

@@ -22,7 +22,7 @@ from typing import NamedTuple
 import numpy as np
 
 from worldmodels.core.errors import UserError
-from worldmodels.runs.rundir import atomic_save_npz, atomic_write_json
+from worldmodels.runs.rundir import atomic_save_npz, atomic_write_json, read_arrays
 
 FORMAT = 1
 """Version of the saved state's layout."""
@@ -102,8 +102,7 @@ def load_state(es, state: Path) -> int:
     meta = json.loads(state.with_suffix(".json").read_text())
     if meta.get("format") != FORMAT or (meta["dimension"], meta["population"]) != (es.N, es.popsize):
         raise UserError(f"{state}.json holds a CMA-ES state of another size or format; pass --no-resume to start over")
-    with np.load(state.with_suffix(".npz"), allow_pickle=False) as data:
-        arrays = {key: data[key] for key in data.files}
+    arrays = read_arrays(state.with_suffix(".npz"))
     if int(arrays.pop("generation")) != meta["generation"]:
         raise UserError(f"{state}.npz and {state}.json are from different generations; pass --no-resume")
     kind, position, has_gauss, cached_gaussian = meta["numpy_rng"]

@@ -26,6 +26,7 @@ from worldmodels.core.settings import require_at_least
 from worldmodels.envs.spaces import ActionSpec
 from worldmodels.models.memory import LatentDistribution, Memory, State
 from worldmodels.runs.episodes import list_episodes
+from worldmodels.runs.rundir import CorruptFile, read_arrays
 
 Policy = Callable[[Tensor], Tensor]
 """Closed-loop actions: observations ``[z, h]`` [N, Z+H] -> model-side actions [N, A] (one-hot if discrete)."""
@@ -215,9 +216,12 @@ def initial_latents(latents_dir, limit: int | None = None) -> tuple[Tensor, Tens
     """(mu, logvar) ``[M, Z]`` of the first frame of every encoded episode."""
     mus, logvars = [], []
     for path in list(list_episodes(latents_dir).values())[:limit]:
-        with np.load(path) as data:
-            mus.append(data["mu"][0])
-            logvars.append(data["logvar"][0])
+        try:
+            data = read_arrays(path, ("mu", "logvar"))
+        except CorruptFile as e:
+            raise CorruptFile(f"{e}; `wm train memory` re-encodes it") from None
+        mus.append(data["mu"][0])
+        logvars.append(data["logvar"][0])
     if not mus:
         raise UserError(f"no encoded episodes in {latents_dir}: run `wm train` first")
     return torch.from_numpy(np.stack(mus)), torch.from_numpy(np.stack(logvars))

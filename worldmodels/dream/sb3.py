@@ -18,8 +18,8 @@ from worldmodels.core.settings import require_at_least
 from worldmodels.curiosity.rewards import KINDS
 from worldmodels.dream.env import dream_vec_env, intrinsic_bonus
 from worldmodels.dream.imagine import BatchedDream, DreamConfig, Shaping, initial_latents
-from worldmodels.runs.artifacts import algo_class, load_world_model, sb3_path
-from worldmodels.runs.rundir import RunDir, atomic_write_json
+from worldmodels.runs.artifacts import algo_class, load_sb3, load_world_model, read_sb3_meta, save_sb3
+from worldmodels.runs.rundir import RunDir
 from worldmodels.runs.tensorboard import stage_writer
 
 
@@ -102,16 +102,17 @@ def train_sb3(run: RunDir, config: SB3Config, progress: bool = True) -> dict:
                          Shaping(bonus=intrinsic_bonus(run, memory, device, config.intrinsic, config.beta)))
     env = VecMonitor(dream_vec_env(dream, config.envs))  # episode returns: SB3's rollout/ep_rew_mean
     env.seed(config.seed)
-    path = sb3_path(run, config.algo)
     policy_device = "cpu" if device.type == "cpu" else device
+    logging = {"verbose": 0}  # TensorBoard: set_logger below
+    saved = read_sb3_meta(run, config.algo)
+    kwargs = recipe(cls, config) if saved is None else saved["kwargs"]
     try:
-        if path.exists():
-            model = cls.load(str(path), env=env, device=policy_device)
+        if saved is not None:
+            check_same_kwargs(saved["kwargs"], config)
+            model = load_sb3(run, config.algo, policy_device, env=env, stale_ok=True, **logging)
             print(f"dream: resuming {config.algo.upper()} at {model.num_timesteps} timesteps")
         else:
-            model = cls(policy_name(cls), env, seed=config.seed, device=policy_device, verbose=0,
-                        policy_kwargs=config.policy_kwargs,
-                        **{**rollout_kwargs(cls, config), **(config.algo_kwargs or {})})
+            model = cls(policy_name(cls), env, device=policy_device, **logging, **kwargs)
     except (ValueError, AssertionError) as e:
         raise UserError(f"{config.algo.upper()} cannot train on this action space: {e}") from None
     except TypeError as e:  # a keyword the algorithm or its policy does not take
@@ -119,14 +120,25 @@ def train_sb3(run: RunDir, config: SB3Config, progress: bool = True) -> dict:
     remaining = config.timesteps - model.num_timesteps
     if remaining <= 0:
         print(f"dream: {config.algo.upper()} already trained for {model.num_timesteps} timesteps; nothing to do")
-    else:
-        name = f"dream_sb3_{config.algo.lower()}"  # SB3's own tags (rollout/ep_rew_mean, train/...) in RUN/tb/NAME
-        stage_writer(run, name, config).close()
-        model.set_logger(configure(str(run.tb / name), ["tensorboard"]))
-        model.learn(remaining, reset_num_timesteps=False,
-                    callback=Progress(remaining, f"dream {config.algo.lower()}") if progress else None)
-        run.controller.mkdir(parents=True, exist_ok=True)
-        model.save(str(path))
-    info = {"algo": config.algo.lower(), "timesteps": int(model.num_timesteps), "path": str(path)}
-    atomic_write_json(run.controller / f"sb3_{config.algo.lower()}.json", info)
-    return info
+        return saved
+    name = f"dream_sb3_{config.algo.lower()}"  # SB3's own tags (rollout/ep_rew_mean, train/...) in RUN/tb/NAME
+    stage_writer(run, name, config).close()
+    model.set_logger(configure(str(run.tb / name), ["tensorboard"]))
+    model.learn(remaining, reset_num_timesteps=False,
+                callback=Progress(remaining, f"dream {config.algo.lower()}") if progress else None)
+    return save_sb3(run, model, config.algo, policy_name(cls), kwargs)
+
+
+def recipe(cls, config: SB3Config) -> dict:
+    """The constructor keywords of a new model (JSON, saved with it so that it can be rebuilt)."""
+    return {"seed": config.seed, "policy_kwargs": config.policy_kwargs,
+            **rollout_kwargs(cls, config), **(config.algo_kwargs or {})}
+
+
+def check_same_kwargs(saved: dict, config: SB3Config) -> None:
+    """A resumed model keeps its settings: other --policy-kwargs / --algo-kwargs are a ``UserError``."""
+    asked = {"policy_kwargs": config.policy_kwargs, **(config.algo_kwargs or {})}
+    changed = sorted(k for k, v in asked.items() if v is not None and saved.get(k) != v)
+    if changed:
+        raise UserError(f"the saved {config.algo.upper()} model has other {', '.join(changed)} "
+                        f"({', '.join(f'{k}={saved.get(k)!r}' for k in changed)}); pass --no-resume to start over")

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from worldmodels.envs.spaces import ActionSpec
-from worldmodels.runs.rundir import atomic_save_npz
+from worldmodels.runs.rundir import CorruptFile, atomic_save_npz, read_arrays
 
 EPISODE_KEYS = ("obs", "action", "reward", "terminated", "truncated")
 
@@ -22,7 +22,7 @@ EPISODE_KEYS = ("obs", "action", "reward", "terminated", "truncated")
 _NAME = re.compile(r"^episode_(\d{6,})\.npz$")
 
 
-class CorruptEpisode(Exception):
+class CorruptEpisode(CorruptFile):
     """An episode file that is truncated, unreadable or not of the schema."""
 
 
@@ -62,10 +62,9 @@ def save_episode(path: Path, obs, action, reward, terminated, truncated) -> int:
 def load_episode(path: Path, action_spec: ActionSpec | None = None) -> dict[str, np.ndarray]:
     """Read and validate one episode; raises ``CorruptEpisode`` with the reason."""
     try:
-        with np.load(path, allow_pickle=False) as data:
-            episode = {key: data[key] for key in EPISODE_KEYS}
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
-        raise CorruptEpisode(f"{path}: unreadable ({type(e).__name__}: {e})") from None
+        episode = read_arrays(path, EPISODE_KEYS)
+    except CorruptFile as e:
+        raise CorruptEpisode(str(e)) from None
     check_episode(episode, action_spec, str(path))
     return episode
 
@@ -114,6 +113,32 @@ def check_episode(episode: dict[str, np.ndarray], action_spec: ActionSpec | None
         raise CorruptEpisode(f"{name}: " + "; ".join(problems))
 
 
+def check_episodes(paths: list[Path], action_spec: ActionSpec | None = None) -> None:
+    """``quick_check`` every file of ``paths``: one ``CorruptEpisode`` naming all the bad ones."""
+    problems = []
+    for path in paths:
+        try:
+            quick_check(path, action_spec)
+        except CorruptEpisode as e:
+            problems.append(str(e))
+    corrupt(problems)
+
+
+def corrupt(problems: list[str]) -> None:
+    """A ``CorruptEpisode`` listing ``problems`` (one per file), if any."""
+    if problems:
+        raise CorruptEpisode(f"{len(problems)} corrupt episode{'s' * (len(problems) > 1)}: {'; '.join(problems)}; "
+                             "delete them, or re-run `wm collect` with the same settings, which replaces them")
+
+
 def load_frames(paths: list[Path]) -> np.ndarray:
-    """All frames of ``paths`` as one uint8 array ``[N, 64, 64, 3]`` (the VAE's training set)."""
-    return np.concatenate([load_episode(p)["obs"] for p in paths])
+    """All frames of ``paths`` as one uint8 array ``[N, 64, 64, 3]`` (the VAE's training set); a
+    ``CorruptEpisode`` names every file that cannot be read."""
+    frames, problems = [], []
+    for path in paths:
+        try:
+            frames.append(load_episode(path)["obs"])
+        except CorruptEpisode as e:
+            problems.append(str(e))
+    corrupt(problems)
+    return np.concatenate(frames)

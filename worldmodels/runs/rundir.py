@@ -17,6 +17,7 @@ import os
 import platform
 import sys
 import time
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -52,6 +53,20 @@ def atomic_save_npz(path: Path, **arrays: np.ndarray) -> int:
     data = buffer.getvalue()
     atomic_write_bytes(path, data)
     return len(data)
+
+
+class CorruptFile(UserError):
+    """A stored file that is truncated, unreadable or not of its schema (a one-line error naming it)."""
+
+
+def read_arrays(path: Path, keys: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+    """The arrays ``keys`` (None: all) of the ``.npz`` at ``path``, never unpickling (object arrays are
+    refused); a ``CorruptFile`` naming ``path`` when it is missing, truncated or lacks a key."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {key: data[key] for key in (data.files if keys is None else keys)}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+        raise CorruptFile(f"{path}: unreadable ({type(e).__name__}: {e})") from None
 
 
 def atomic_torch_save(path: Path, obj) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 
 import numpy as np
 import torch
@@ -15,8 +16,11 @@ from worldmodels.runs.artifacts import (
     load_vision,
     weights_id,
 )
-from worldmodels.runs.episodes import list_episodes, load_episode
-from worldmodels.runs.rundir import RunDir, atomic_save_npz, atomic_write_json
+from worldmodels.runs.episodes import check_episodes, list_episodes, load_episode
+from worldmodels.runs.rundir import CorruptFile, RunDir, atomic_save_npz, atomic_write_json, read_arrays
+
+LATENT_KEYS = ("mu", "logvar", "action", "reward", "terminated")
+"""The arrays of a latent file ``RUN/latents/episode_N.npz``."""
 
 
 @torch.no_grad()
@@ -29,12 +33,13 @@ def encode_latents(run: RunDir, device: torch.device, progress: bool = True) -> 
         if run.latents.exists():
             shutil.rmtree(run.latents)  # the vision model changed (or is unknown): every latent is stale
         atomic_write_json(meta_path, {"vision": vision_id})
-    done = list_episodes(run.latents)
+    done = {i: p for i, p in list_episodes(run.latents).items() if readable(p)}
     todo = {i: p for i, p in list_episodes(run.episodes).items() if i not in done}
     if not todo:
         return 0
-    vae = load_vision(run, device)
     action_spec = run.action_spec()
+    check_episodes(list(todo.values()), action_spec)
+    vae = load_vision(run, device)
     for path in tqdm(todo.values(), desc="encode latents", unit="ep", disable=not progress):
         episode = load_episode(path, action_spec)
         frames = torch.from_numpy(episode["obs"])
@@ -46,6 +51,17 @@ def encode_latents(run: RunDir, device: torch.device, progress: bool = True) -> 
         atomic_save_npz(run.latents / path.name, mu=torch.cat(mus).numpy(), logvar=torch.cat(logvars).numpy(),
                         action=episode["action"], reward=episode["reward"], terminated=episode["terminated"])
     return len(todo)
+
+
+def readable(path) -> bool:
+    """Whether the latent file ``path`` reads whole; a corrupt one is removed (and re-encoded), with a warning."""
+    try:
+        read_arrays(path, LATENT_KEYS)
+        return True
+    except CorruptFile as e:
+        print(f"latents: re-encoding a corrupt latent file ({e})", file=sys.stderr)
+        path.unlink()
+        return False
 
 
 def smooth_rewards(reward: np.ndarray, window: int) -> np.ndarray:
@@ -67,10 +83,9 @@ def load_latents(run: RunDir, indices: list[int], reward_smoothing: int = 1) -> 
     paths = list_episodes(run.latents)
     out = []
     for i in indices:
-        with np.load(paths[i]) as data:
-            action = torch.from_numpy(data["action"])
-            out.append({"mu": data["mu"], "logvar": data["logvar"],
-                        "reward": smooth_rewards(data["reward"], reward_smoothing),
-                        "done": data["terminated"].astype(np.float32),
-                        "action": action_spec.to_model(action).numpy()})
+        data = read_arrays(paths[i], LATENT_KEYS)
+        out.append({"mu": data["mu"], "logvar": data["logvar"],
+                    "reward": smooth_rewards(data["reward"], reward_smoothing),
+                    "done": data["terminated"].astype(np.float32),
+                    "action": action_spec.to_model(torch.from_numpy(data["action"])).numpy()})
     return out

@@ -21,7 +21,7 @@ from worldmodels.runs.artifacts import (
     weights_id,
 )
 from worldmodels.runs.episodes import list_episodes
-from worldmodels.runs.rundir import RunDir
+from worldmodels.runs.rundir import RunDir, atomic_write_json
 from worldmodels.runs.tensorboard import frame_grid, stage_writer
 from worldmodels.training import distributed
 from worldmodels.training.fit import (
@@ -123,15 +123,19 @@ def train_memory(run: RunDir, config: MemoryTrainConfig, resume: bool = True, pr
     action_spec = run.action_spec()
     model_config = memory_model_config(config.kind, vae.z_dim, action_spec.dim, config.hidden_size,
                                        config.reward_weight)
-    data = [weights_id(run.vision), *list_episodes(run.latents)]  # retrain on new episodes or a new vision model
+    vision_id = weights_id(run.vision)
+    data = [vision_id, *list_episodes(run.latents)]  # retrain on new episodes or a new vision model
     with staged(run.memory, resume) as target:
         distributed.on_main(prepare_stage, target, config.kind, model_config)
-        done = already_done(target, config.epochs, data)
-        if done is not None:
-            print(f"memory: already trained ({done['epochs']} epochs, best val {done['best_val_loss']:.2f}); "
+        summary = already_done(target, config.epochs, data)
+        if summary is not None:
+            print(f"memory: already trained ({summary['epochs']} epochs, best val {summary['best_val_loss']:.2f}); "
                   "nothing to do")
-            return done
-        return fit_memory(run, config, model_config, target, device, vae, data, progress)
+        else:
+            summary = fit_memory(run, config, model_config, target, device, vae, data, progress)
+        summary = {**summary, "vision": vision_id}  # what load_world_model checks the vision model against
+        distributed.on_main(atomic_write_json, target / "summary.json", summary)
+        return summary
 
 
 

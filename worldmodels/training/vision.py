@@ -14,7 +14,7 @@ from worldmodels.core.device import pick_device
 from worldmodels.core.errors import UserError
 from worldmodels.core.settings import require_at_least
 from worldmodels.models import ConvVAE, VAEConfig
-from worldmodels.runs.episodes import list_episodes, load_frames
+from worldmodels.runs.episodes import check_episodes, list_episodes, load_frames
 from worldmodels.runs.rundir import RunDir, atomic_write_json
 from worldmodels.runs.tensorboard import frame_grid, stage_writer
 from worldmodels.training import distributed
@@ -94,6 +94,7 @@ def train_vision(run: RunDir, config: VisionTrainConfig, resume: bool = True, pr
     episodes = list_episodes(run.episodes)
     if not episodes:
         raise UserError(f"no episodes in {run.episodes}: run `wm collect ENV --run {run.root}` first")
+    check_episodes(list(episodes.values()), run.action_spec())
     model_config = VAEConfig(z_dim=config.z_dim, kl_tolerance=config.kl_tolerance)
     with staged(run.vision, resume) as target:
         distributed.on_main(prepare_stage, target, "vae", model_config)
