@@ -104,7 +104,7 @@ def resumed_history(run: RunDir, config: CMAConfig, spec: ControllerSpec) -> dic
     if not done:
         return {"config": asdict(config), "spec": spec.to_dict(), "generations": [], "real": [], "best_real": None}
     history = json.loads((run.controller / "history.json").read_text())
-    if history["config"]["population"] != config.population or history["spec"] != spec.to_dict():
+    if history["config"]["population"] != config.population or ControllerSpec(**history["spec"]) != spec:
         raise UserError(f"{run.controller} holds a CMA-ES run with another population or controller; "
                         "pass --no-resume to start over")
     history["generations"] = history["generations"][:done]  # written before the state: one may be ahead
