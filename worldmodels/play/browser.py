@@ -130,7 +130,8 @@ class Chromium:
                 await self.send("Input.dispatchKeyEvent", type=kind, key=key, windowsVirtualKeyCode=code,
                                 **(text if kind == "keyDown" else {}))
 
-    async def screenshot(self, path: Path) -> None:
-        """A PNG of the page as shown."""
-        result = await self.send("Page.captureScreenshot", format="png")
+    async def screenshot(self, path: Path, width: int | None = None, height: int | None = None) -> None:
+        """A PNG of the page as shown (its top-left ``width`` x ``height`` pixels when given)."""
+        clip = {"clip": {"x": 0, "y": 0, "width": width, "height": height, "scale": 1}} if width and height else {}
+        result = await self.send("Page.captureScreenshot", format="png", **clip)
         Path(path).write_bytes(base64.b64decode(result["data"]))

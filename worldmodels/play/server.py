@@ -100,7 +100,7 @@ class Game:
     def hello(self) -> dict:
         s = self.session
         return {"type": "hello", "run": s.run.root.name, "env": s.run.env_spec()[0], "controls": s.controls,
-                "episodes": list(s.episodes), "seeded": sorted(s.seeds) == list(s.episodes),
+                "episodes": list(s.episodes), "seeded": all(i in s.seeds for i in s.episodes),
                 "agents": list(AGENTS), "agent": s.config.agent, "fps": s.config.fps, "tau": s.temperature,
                 "done_threshold": s.config.dream.done_threshold, "real": s.real_on}
 
@@ -135,9 +135,14 @@ def make_app(session: Session) -> web.Application:
             period, due = 1 / session.config.fps, loop.time()
             while not ws.closed:
                 message = await loop.run_in_executor(pool, game.tick)
-                if message is not None and not ws.closed:
-                    await ws.send_bytes(message)
-                due = max(due + period, loop.time())  # fallen behind: carry on, no burst
+                if message is not None:
+                    try:
+                        await ws.send_bytes(message)
+                    except ConnectionError:  # the page went away mid-send
+                        return
+                # Late ticks are made up for (the rate holds under jitter), but never more than
+                # a quarter second of them at once.
+                due = max(due + period, loop.time() - 0.25)
                 await asyncio.sleep(due - loop.time())
 
         ticker = asyncio.create_task(run())

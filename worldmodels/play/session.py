@@ -123,6 +123,7 @@ class Session:
         if not self.episodes:
             raise UserError(f"no stored episodes in {run.episodes}: the dream starts from a real frame")
         self.seeds = start_seeds(run)
+        self.first_frames: dict[int, np.ndarray] = {}  # read once: a CarRacing episode takes ~0.1 s to load
         self.env = run.make_env()
         meanings = getattr(self.env.unwrapped, "get_action_meanings", None)
         self.controls = controls(self.action_spec, meanings() if meanings else None)
@@ -167,8 +168,10 @@ class Session:
         if episode not in self.episodes:
             raise ValueError(f"no stored episode {episode} (there are {len(self.episodes)})")
         self.episode = episode
-        with np.load(self.episodes[episode]) as data:
-            start = data["obs"][0]
+        if episode not in self.first_frames:
+            with np.load(self.episodes[episode]) as data:
+                self.first_frames[episode] = data["obs"][0]
+        start = self.first_frames[episode]
         self.real_frame = None
         if self.real_on:
             self.real_frame, _ = self.env.reset(seed=self.seeds.get(episode))
