@@ -35,7 +35,7 @@ from worldmodels.core.settings import require_at_least, require_positive
 from worldmodels.curiosity.rewards import KINDS, make_intrinsic
 from worldmodels.curiosity.transitions import fit_intrinsic, run_transitions
 from worldmodels.dream.evolution import Generation, evolve
-from worldmodels.dream.imagine import BatchedDream, DreamConfig, Shaping, initial_latents, rollout_population
+from worldmodels.dream.imagine import BatchedDream, DreamConfig, Shaping, dream_starts, rollout_population
 from worldmodels.models import MEMORY_MODELS
 from worldmodels.models.controller import ControllerSpec
 from worldmodels.runs.artifacts import explorer_dir, load_explorer, load_world_model, save_explorer
@@ -138,7 +138,7 @@ def optimise_explorer(run: RunDir, config: ExploreConfig, vision, memory, model,
     def curiosity(state, z, model_action, next_z):
         return model.intrinsic_reward(state, z, model_action, next_z if model.needs_next else None)
 
-    dream = BatchedDream(memory, initial_latents(run.latents), action, config.dream, device, vision,
+    dream = BatchedDream(memory, dream_starts(run.latents, config.dream), action, config.dream, device, vision,
                          Shaping(config.extrinsic, bonus=curiosity))
 
     def fitness(solutions: np.ndarray, gen: int) -> np.ndarray:

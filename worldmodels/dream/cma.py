@@ -32,7 +32,7 @@ from worldmodels.dream.imagine import (
     BatchedDream,
     DreamConfig,
     Shaping,
-    initial_latents,
+    dream_starts,
     rollout_population,
     terminated,
 )
@@ -68,6 +68,13 @@ class CMAConfig:
     """real-env episodes per check"""
     real_max_steps: int | None = field(default=None, metadata={"flag": "max_steps", "none": "the run's max_steps"})
     """truncate real-env checks after this many steps"""
+    select_candidates: int = 1
+    """real-env checks score CMA-ES's mean and the generation's best N-1 candidates by dream fitness (each
+    costs real_episodes episodes); with select "real" the best of all is kept"""
+    action_low: tuple[float, ...] | None = field(default=None, metadata={"none": "the env's", "metavar": "A,B,..."})
+    """the controller's own lower Box bounds, inside the env's"""
+    action_high: tuple[float, ...] | None = field(default=None, metadata={"none": "the env's", "metavar": "A,B,..."})
+    """the controller's own upper Box bounds, e.g. 1,0.3,0 for CarRacing: gas <= 0.3, no brake"""
     select: str = field(default="real", metadata={"choices": ["real", "dream"]})
     """which controller is kept: "real", the best in real-env checks; "dream", CMA-ES's last mean"""
     workers: int | None = None
@@ -86,7 +93,8 @@ class CMAConfig:
     """torch device of the dreams: auto (cuda, then mps, then cpu), cpu, cuda, cuda:N"""
 
     def __post_init__(self) -> None:
-        require_at_least(self, 1, "generations", "rollouts", "real_episodes", "real_max_steps", "workers")
+        require_at_least(self, 1, "generations", "rollouts", "real_episodes", "real_max_steps", "workers",
+                         "select_candidates")
         require_at_least(self, 2, "population")
         require_at_least(self, 0, "hidden", "real_every", "beta")
         require_positive(self, "sigma0")
@@ -117,8 +125,9 @@ def train_cma(run: RunDir, config: CMAConfig, progress: bool = True) -> dict:
     device = pick_device(config.device)
     vision, memory = load_world_model(run, device)
     action = run.action_spec()
-    spec = ControllerSpec.for_run(memory.z_dim, memory.hidden_size, action, config.hidden)
-    start = initial_latents(run.latents)
+    spec = ControllerSpec.for_run(memory.z_dim, memory.hidden_size, action, config.hidden, config.action_low,
+                                  config.action_high)
+    start = dream_starts(run.latents, config.dream)
     shaping = Shaping(bonus=intrinsic_bonus(run, memory, device, config.intrinsic, config.beta))
     dream = BatchedDream(memory, start, action, config.dream, device, vision, shaping)
     gpus = [] if shaping.bonus is not None else other_gpus(device)  # the curiosity model lives on one device
@@ -162,7 +171,9 @@ def train_cma(run: RunDir, config: CMAConfig, progress: bool = True) -> dict:
         mean = g.mean.astype(np.float32)
         last = g.number == config.generations
         if config.real_every and (g.number % config.real_every == 0 or last):
-            real_check(run, config, spec, mean, dream, action, history, writer, g.number)
+            for rank, candidate in enumerate(check_candidates(mean, g.solutions, g.fitness, config.select_candidates)):
+                real_check(run, config, spec, candidate, dream, action, history, writer, g.number,
+                           "mean" if rank == 0 else f"top{rank}")
         if config.select == "dream" or not config.real_every:
             save_controller(run, spec, mean, {"generation": g.number, "selected_by": "dream"})
         if g.number % max(1, config.real_every or 10) == 0 or last:
@@ -180,9 +191,17 @@ def train_cma(run: RunDir, config: CMAConfig, progress: bool = True) -> dict:
     return history
 
 
-def real_check(run: RunDir, config: CMAConfig, spec: ControllerSpec, mean: np.ndarray, dream: BatchedDream,
-               action, history: dict, writer, generation: int) -> None:
-    """Score CMA-ES's ``mean`` in the real env; with ``select="real"``, keep it as the controller if it is the best yet.
+def check_candidates(mean: np.ndarray, solutions: np.ndarray, fitness: np.ndarray, count: int) -> list[np.ndarray]:
+    """What a real-env check scores: CMA-ES's ``mean`` [n], then the ``count - 1`` best of the generation's
+    ``solutions`` [P, n] by dream ``fitness`` [P]."""
+    best = np.argsort(-np.asarray(fitness))[:max(0, count - 1)]
+    return [np.asarray(mean, np.float32)] + [np.asarray(solutions[i], np.float32) for i in best]
+
+
+def real_check(run: RunDir, config: CMAConfig, spec: ControllerSpec, params: np.ndarray, dream: BatchedDream,
+               action, history: dict, writer, generation: int, candidate: str = "mean") -> None:
+    """Score controller ``params`` (CMA-ES's mean, or one of the generation's best candidates) in the real
+    env; with ``select="real"``, keep it as the controller if it is the best yet.
 
     TensorBoard: each episode's ``charts/episodic_return`` against the real env steps of all checks so far
     (``env_steps`` in the history), and the mean's ``dream/real_return`` beside its ``dream/dream_return``
@@ -190,20 +209,22 @@ def real_check(run: RunDir, config: CMAConfig, spec: ControllerSpec, mean: np.nd
     # The same tracks at every check (and none of `wm eval`'s), so checks compare controllers.
     result = evaluate(run, "controller", episodes=config.real_episodes, workers=config.workers,
                       seed=10_000 + config.seed, max_steps=config.real_max_steps, progress=False,
-                      backend=config.backend, ray_address=config.ray_address,
-                      agent_options={"params": mean.tolist(), "spec": spec.to_dict()})
+                      backend=config.backend, ray_address=config.ray_address, write=False,
+                      agent_options={"params": params.tolist(), "spec": spec.to_dict()})
     before = history["real"][-1].get("env_steps", 0) if history["real"] else 0
-    real = {"generation": generation, "mean": result["mean"], "std": result["std"],
-            "dream": dream_score(dream, spec, mean, action, config.rollouts),
+    real = {"generation": generation, "candidate": candidate, "mean": result["mean"], "std": result["std"],
+            "dream": dream_score(dream, spec, params, action, config.rollouts),
             "env_steps": log_episodes(writer, result["returns"], result["lengths"], before)}
     history["real"].append(real)
-    writer.add_scalar("dream/real_return", real["mean"], generation)
-    writer.add_scalar("dream/dream_return", real["dream"], generation)
-    tqdm.write(f"generation {generation}: real env {real['mean']:.1f} +- {real['std']:.1f} (dream {real['dream']:.1f})")
+    if candidate == "mean":
+        writer.add_scalar("dream/real_return", real["mean"], generation)
+        writer.add_scalar("dream/dream_return", real["dream"], generation)
+    tqdm.write(f"generation {generation} {candidate}: real env {real['mean']:.1f} +- {real['std']:.1f} "
+               f"(dream {real['dream']:.1f})")
     if history["best_real"] is None or real["mean"] > history["best_real"]["mean"]:
         history["best_real"] = real
         if config.select == "real":
-            save_controller(run, spec, mean, {"generation": generation, "selected_by": "real", "real": real})
+            save_controller(run, spec, params, {"generation": generation, "selected_by": "real", "real": real})
 
 
 def other_gpus(device: torch.device) -> list[torch.device]:

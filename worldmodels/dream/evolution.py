@@ -39,6 +39,8 @@ class Generation(NamedTuple):
     """[n] the strategy's mean after the update"""
     sigma: float
     """the step size after the update (parameter units)"""
+    solutions: np.ndarray
+    """[P, n] the candidates that ``fitness`` scored"""
 
 
 def evolve(initial: np.ndarray, sigma0: float, population: int,
@@ -58,7 +60,7 @@ def evolve(initial: np.ndarray, sigma0: float, population: int,
         values = np.asarray(fitness(np.stack(solutions), generation), dtype=np.float64)
         es.tell(solutions, (-values).tolist())
         if on_generation is not None:
-            on_generation(Generation(generation + 1, values, np.asarray(es.mean), float(es.sigma)))
+            on_generation(Generation(generation + 1, values, np.asarray(es.mean), float(es.sigma), np.stack(solutions)))
         if state is not None:
             save_state(es, state, generation + 1)
     return np.asarray(es.mean)

@@ -36,6 +36,9 @@ Bonus = Callable[[State, Tensor, Tensor, Tensor], Tensor]
 model-side action [N, A] and the imagined next latent [N, Z]."""
 
 
+START_STATES = ("first", "any")
+
+
 @dataclass
 class DreamConfig:
     """How a dream runs: the randomness of its latents and when it ends."""
@@ -46,10 +49,15 @@ class DreamConfig:
     """a dream terminates on the first step where the predicted P(done) exceeds this probability"""
     max_steps: int = field(default=1000, metadata={"flag": "dream_steps"})
     """dream length limit, in steps (truncation)"""
+    start: str = field(default="first", metadata={"choices": list(START_STATES)})
+    """where dreams start: "first" frames of real episodes (the paper's), or "any" stored frame, so short
+    dreams cover every stretch the data reached (later parts of a track included)"""
+    start_stride: int = 1
+    """with start "any": every k-th stored frame (fewer, less correlated starts)"""
 
     def __post_init__(self) -> None:
         require_at_least(self, 0, "temperature")
-        require_at_least(self, 1, "max_steps")
+        require_at_least(self, 1, "max_steps", "start_stride")
         if not 0 < self.done_threshold <= 1:
             raise UserError(f"--done-threshold must lie in (0, 1], got {self.done_threshold}")
 
@@ -212,19 +220,31 @@ def filter_states(memory: Memory, latents: Tensor, actions: Tensor, state: State
     return tuple(torch.stack(parts, dim=1) for parts in zip(*states))
 
 
-def initial_latents(latents_dir, limit: int | None = None) -> tuple[Tensor, Tensor]:
-    """(mu, logvar) ``[M, Z]`` of the first frame of every encoded episode."""
+def initial_latents(latents_dir, limit: int | None = None, start: str = "first",
+                    stride: int = 1) -> tuple[Tensor, Tensor]:
+    """(mu, logvar) ``[M, Z]`` of the frames dreams start from, in the first ``limit`` encoded episodes.
+
+    ``start="first"``: each episode's first frame (M = episodes), as in the paper. ``start="any"``:
+    every ``stride``-th frame of each episode but its last (M ~ frames / stride). A dream always
+    starts from the memory model's initial state, as its training windows do.
+    """
     mus, logvars = [], []
     for path in list(list_episodes(latents_dir).values())[:limit]:
         try:
             data = read_arrays(path, ("mu", "logvar"))
         except CorruptFile as e:
             raise CorruptFile(f"{e}; `wm train memory` re-encodes it") from None
-        mus.append(data["mu"][0])
-        logvars.append(data["logvar"][0])
+        end = 1 if start == "first" else max(len(data["mu"]) - 1, 1)  # a start needs a real step after it
+        mus.append(data["mu"][:end:stride])
+        logvars.append(data["logvar"][:end:stride])
     if not mus:
         raise UserError(f"no encoded episodes in {latents_dir}: run `wm train` first")
-    return torch.from_numpy(np.stack(mus)), torch.from_numpy(np.stack(logvars))
+    return torch.from_numpy(np.concatenate(mus)), torch.from_numpy(np.concatenate(logvars))
+
+
+def dream_starts(latents_dir, config: DreamConfig) -> tuple[Tensor, Tensor]:
+    """The start latents ``config`` asks for (see ``initial_latents``)."""
+    return initial_latents(latents_dir, start=config.start, stride=config.start_stride)
 
 
 class BatchedDream:

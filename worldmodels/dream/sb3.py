@@ -17,7 +17,7 @@ from worldmodels.core.errors import UserError
 from worldmodels.core.settings import require_at_least
 from worldmodels.curiosity.rewards import KINDS
 from worldmodels.dream.env import dream_vec_env, intrinsic_bonus
-from worldmodels.dream.imagine import BatchedDream, DreamConfig, Shaping, initial_latents
+from worldmodels.dream.imagine import BatchedDream, DreamConfig, Shaping, dream_starts
 from worldmodels.runs.artifacts import algo_class, load_sb3, load_world_model, read_sb3_meta, save_sb3
 from worldmodels.runs.rundir import RunDir
 from worldmodels.runs.tensorboard import stage_writer
@@ -98,7 +98,7 @@ def train_sb3(run: RunDir, config: SB3Config, progress: bool = True) -> dict:
     cls = algo_class(config.algo)
     device = pick_device(config.device)
     vision, memory = load_world_model(run, device)
-    dream = BatchedDream(memory, initial_latents(run.latents), run.action_spec(), config.dream, device, vision,
+    dream = BatchedDream(memory, dream_starts(run.latents, config.dream), run.action_spec(), config.dream, device, vision,
                          Shaping(bonus=intrinsic_bonus(run, memory, device, config.intrinsic, config.beta)))
     env = VecMonitor(dream_vec_env(dream, config.envs))  # episode returns: SB3's rollout/ep_rew_mean
     env.seed(config.seed)

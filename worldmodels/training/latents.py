@@ -18,6 +18,7 @@ from worldmodels.runs.artifacts import (
 )
 from worldmodels.runs.episodes import check_episodes, list_episodes, load_episode
 from worldmodels.runs.rundir import CorruptFile, RunDir, atomic_save_npz, atomic_write_json, read_arrays
+from worldmodels.training.labels import done_labels
 
 LATENT_KEYS = ("mu", "logvar", "action", "reward", "terminated")
 """The arrays of a latent file ``RUN/latents/episode_N.npz``."""
@@ -77,15 +78,19 @@ def smooth_rewards(reward: np.ndarray, window: int) -> np.ndarray:
     return np.convolve(reward, np.ones(window, np.float32) / window)[window - 1:].astype(np.float32)
 
 
-def load_latents(run: RunDir, indices: list[int], reward_smoothing: int = 1) -> list[dict[str, np.ndarray]]:
-    """Latent episodes for memory training: mu/logvar ``[T+1, Z]``, model-side actions ``[T, A]``."""
+def load_latents(run: RunDir, indices: list[int], reward_smoothing: int = 1,
+                 done_label: str = "terminated") -> list[dict[str, np.ndarray]]:
+    """Latent episodes for memory training: mu/logvar ``[T+1, Z]``, model-side actions ``[T, A]``,
+    reward and done ``[T]`` (done as ``done_label`` says: see ``worldmodels.training.labels``)."""
     action_spec = run.action_spec()
     paths = list_episodes(run.latents)
+    frame_paths = list_episodes(run.episodes) if done_label != "terminated" else {}
     out = []
     for i in indices:
         data = read_arrays(paths[i], LATENT_KEYS)
+        frames = read_arrays(frame_paths[i], ("obs",))["obs"] if frame_paths else None
         out.append({"mu": data["mu"], "logvar": data["logvar"],
                     "reward": smooth_rewards(data["reward"], reward_smoothing),
-                    "done": data["terminated"].astype(np.float32),
+                    "done": done_labels(done_label, data["terminated"], frames),
                     "action": action_spec.to_model(torch.from_numpy(data["action"])).numpy()})
     return out

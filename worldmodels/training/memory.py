@@ -32,6 +32,7 @@ from worldmodels.training.fit import (
     split_episodes,
     staged,
 )
+from worldmodels.training.labels import DONE_LABELS
 from worldmodels.training.latents import encode_latents, load_latents
 from worldmodels.training.sequences import SequenceBatcher
 
@@ -54,6 +55,9 @@ class MemoryTrainConfig(FitConfig):
     """Weight of the reward loss against the latent NLL (which is tens of nats)."""
     reward_smoothing: int = 1
     """Train the reward head on rewards spread over this many steps before each (1: none; see smooth_rewards)."""
+    done_label: str = field(default="terminated", metadata={"choices": list(DONE_LABELS)})
+    """What the done head learns: the env's termination, or a label read off the frames (carracing-off-track:
+    dreams end where the car leaves the track)."""
     grad_clip: float = 1.0
     """Clip the gradient norm to this (0: no clipping)."""
 
@@ -81,8 +85,10 @@ def fit_memory(run: RunDir, config: MemoryTrainConfig, model_config, target: Pat
     """Train a memory model on the run's latents into the stage directory ``target``; returns ``fit``'s summary."""
     torch.manual_seed(config.seed)
     train_ids, val_ids = split_episodes(list(list_episodes(run.latents)), config.val_fraction, config.seed)
-    train_data = SequenceBatcher(load_latents(run, train_ids, config.reward_smoothing), config.seq_len, seed=config.seed)
-    val_data = SequenceBatcher(load_latents(run, val_ids, config.reward_smoothing), config.seq_len, seed=config.seed + 1)
+    train_data = SequenceBatcher(load_latents(run, train_ids, config.reward_smoothing, config.done_label),
+                                 config.seq_len, seed=config.seed)
+    val_data = SequenceBatcher(load_latents(run, val_ids, config.reward_smoothing, config.done_label),
+                               config.seq_len, seed=config.seed + 1)
     model = MEMORY_MODELS[config.kind](model_config).to(device)
     check_memory_fits(model, run, vae)
     per_epoch = config.batches_per_epoch or max(1, train_data.steps // (config.batch_size * config.seq_len))
@@ -124,7 +130,9 @@ def train_memory(run: RunDir, config: MemoryTrainConfig, resume: bool = True, pr
     model_config = memory_model_config(config.kind, vae.z_dim, action_spec.dim, config.hidden_size,
                                        config.reward_weight)
     vision_id = weights_id(run.vision)
-    data = [vision_id, *list_episodes(run.latents)]  # retrain on new episodes or a new vision model
+    # retrain on new episodes, a new vision model or other targets (smoothed rewards, done labels)
+    data = [vision_id, f"reward_smoothing={config.reward_smoothing}", f"done_label={config.done_label}",
+            *list_episodes(run.latents)]
     with staged(run.memory, resume) as target:
         distributed.on_main(prepare_stage, target, config.kind, model_config)
         summary = already_done(target, config.epochs, data)
