@@ -40,16 +40,19 @@ def _limit_threads() -> None:
         sys.modules["torch"].set_num_threads(1)
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(parent: int | None) -> None:
     """Linux: the kernel kills this worker when the process that started it dies (even by kill -9),
-    so a killed command leaves no workers, and multiprocessing's resource tracker exits too."""
+    so a killed command leaves no workers, and multiprocessing's resource tracker exits too. A
+    worker whose ``parent`` died while it started up (before the ``prctl``) exits at once."""
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if parent is not None and os.getppid() != parent:
+            os._exit(1)
 
 
-def _init(initializer, initargs) -> None:
-    _die_with_parent()
+def _init(initializer, initargs, parent: int | None = None) -> None:
+    _die_with_parent(parent)
     _limit_threads()
     initializer(*initargs)
 
@@ -73,7 +76,7 @@ class LocalExecutor:
             return
         workers = min(self.workers, len(tasks))
         pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init,
-                                   initargs=(self.initializer, self.initargs))
+                                   initargs=(self.initializer, self.initargs, os.getpid()))
         try:
             pending = {pool.submit(fn, task) for task in tasks}
             while pending:
