@@ -203,7 +203,7 @@ def test_two_ddp_processes_train_what_one_process_trains(encoded_run, tmp_path, 
                                device=device.type)
     tolerance = {"atol": 1e-5, "rtol": 1e-4} if device.type == "cpu" else {"atol": 2e-3, "rtol": 1e-2}
     single, ddp = (RunDir(shutil.copytree(encoded_run, tmp_path / name)) for name in ("single", "ddp"))
-    tb_before = set(ddp.tb.iterdir())
+    tb_before = set(ddp.tb.rglob("events.out.tfevents.*"))
     rounds = []
     for epochs in (1, 2):  # the second round resumes every rank from last.pt
         config.epochs = epochs
@@ -217,7 +217,7 @@ def test_two_ddp_processes_train_what_one_process_trains(encoded_run, tmp_path, 
     assert any(not torch.equal(rounds[0][k], rounds[1][k]) for k in rounds[0])  # the second round trained
     summary = json.loads((ddp.memory / "summary.json").read_text())
     assert [h["epoch"] for h in summary["history"]] == [1, 2] and summary["steps"] == 4
-    assert len(set(ddp.tb.iterdir()) - tb_before) == 2  # one TensorBoard file per round: rank 0's alone
+    assert len(set(ddp.tb.rglob("events.out.tfevents.*")) - tb_before) == 2  # one file per round: rank 0's alone
 
 
 def test_a_cpu_rank_leaves_a_visible_gpu_alone(monkeypatch):

@@ -275,22 +275,23 @@ def test_split_is_deterministic_and_disjoint(trained_run):
 
 
 def test_tensorboard_gets_scalars_and_images(trained_run):
+    """One TensorBoard run per stage (``RUN/tb/STAGE``): every loss term, the rate, the lr, an image."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    scalars, images = set(), set()
-    files = sorted(RunDir(trained_run).tb.glob("events.out.tfevents.*"))
-    assert files
-    for path in files:
-        events = EventAccumulator(str(path), size_guidance={"scalars": 0, "images": 0})
-        events.Reload()
-        scalars |= set(events.Tags()["scalars"])
-        images |= set(events.Tags()["images"])
-    for stage, unit, parts in [("vision", "frames", ["loss", "recon", "kl"]),
-                               ("memory", "steps", ["loss", "nll", "reward", "done"])]:
-        want = {f"{stage}/lr", f"{stage}/throughput_{unit}_per_s"}
-        want |= {f"{stage}/{split}_{k}" for split in ("train", "val") for k in parts}
+    for stage, unit, parts, image in [("vision", "frames", ["loss", "recon", "kl"], "vision/real_vs_reconstruction"),
+                                      ("memory", "steps", ["loss", "nll", "reward", "done"], "memory/real_vs_dreamed")]:
+        scalars, images = set(), set()
+        files = sorted((RunDir(trained_run).tb / stage).glob("events.out.tfevents.*"))
+        assert files, stage
+        for path in files:
+            events = EventAccumulator(str(path), size_guidance={"scalars": 0, "images": 0})
+            events.Reload()
+            scalars |= set(events.Tags()["scalars"])
+            images |= set(events.Tags()["images"])
+        want = {"charts/learning_rate", f"charts/{unit}_per_s"}
+        want |= {f"losses/{split}_{k}" for split in ("train", "val") for k in parts}
         assert want <= scalars, want - scalars
-    assert {"vision/real_vs_reconstruction", "memory/real_vs_dreamed"} <= images
+        assert image in images
 
 
 # ------------------------------------------------------------------------------- new data, rewards
