@@ -260,3 +260,10 @@ def test_a_controller_trained_in_another_memory_model_is_refused(run, capsys):
     for agent in ("controller", "sb3"):
         err = one_line_error(capsys, ["eval", "--run", str(run), "--agent", agent, "--episodes", "1"])
         assert "trained in the dream of another memory model" in err and "--no-resume" in err
+
+
+def test_the_next_command_removes_writes_a_kill_cut_short(run):
+    cut_short = run / "controller" / ".params.npz.tmp-999999"
+    cut_short.write_bytes(b"half written")
+    assert main(["dream", "--run", str(run), *TINY_CMA, "--generations", "1"]) == 0  # done already: nothing to do
+    assert not cut_short.exists()

@@ -152,6 +152,7 @@ class RunDir:
 
         A second command fails at once with a ``UserError`` naming the holder's command and PID. A
         lock left by a killed process (its PID gone) is taken over. Re-entrant within a process.
+        Temporary files of writes cut short (``atomic_write_bytes``) are removed when the lock is taken.
         """
         path = self.root / LOCK_NAME
         if _HELD.get(path.resolve(), 0):
@@ -180,6 +181,8 @@ class RunDir:
         else:
             raise UserError(f"cannot take the lock {path}; remove it if no command is running on this run")
         _HELD[path.resolve()] = 1
+        for tmp in self.root.rglob(".*.tmp-*"):  # writes of killed commands: no other command runs here now
+            tmp.unlink(missing_ok=True)
         try:
             yield
         finally:
