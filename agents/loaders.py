@@ -49,7 +49,7 @@ def noisy_controller(run, device="cpu", noise: float = 0.1, **options):
 
 
 def sb3(run, device="cpu", algo=None, **options):
-    """A stable-baselines3 model trained in the dream (``RUN/controller/sb3_ALGO.zip``)."""
+    """A stable-baselines3 model trained in the dream (``RUN/controller/sb3_ALGO.pt`` + ``.json``)."""
     model = load_sb3(run, algo, device)
     vision, memory = load_world_model(run, device)
     action = run.action_spec()
