@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from worldmodels.cli import main
+from worldmodels.pipeline import presets, run_pipeline
 from worldmodels.runs.episodes import list_episodes
 from worldmodels.runs.rundir import RunDir
 
@@ -83,3 +85,19 @@ def test_bad_overrides_are_one_line_errors(tmp_path, capsys, override, message):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
     assert not (tmp_path / "r").exists()
+
+
+def test_a_scout_round_collects_for_a_fresh_controller(tmp_path):
+    """Round 1's scout (RUN/controller_scout) collects round 2's episodes; the controller trains afresh."""
+    smoke = presets("worldmodels/Catch-v0")["smoke"]
+    preset = replace(smoke, scout=replace(smoke.cma, generations=1), rounds=2, round_generations=0)
+    run = RunDir(tmp_path / "run")
+    summary = run_pipeline("worldmodels/Catch-v0", run, preset, workers=1, progress=False)
+    scout = json.loads((run.root / "controller_scout" / "history.json").read_text())
+    controller = json.loads((run.controller / "history.json").read_text())
+    assert len(scout["generations"]) == 1 and len(controller["generations"]) == smoke.cma.generations
+    assert controller["memory"] != scout["memory"]  # the controller trained on the memory retrained with round 2's data
+    collections = json.loads(run.meta_path.read_text())["collections"]
+    assert [c["agent"] for c in collections] == ["brownian", "noisy-controller"]
+    assert len(list_episodes(run.episodes)) == smoke.collect.episodes + smoke.round_episodes
+    assert set(summary["scores"]) == {"controller", "random"}

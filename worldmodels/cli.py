@@ -260,6 +260,8 @@ def cmd_run(args) -> None:
     for agent, score in s["scores"].items():
         print(f"  {agent:12s} {score['mean']:8.1f} +- {score['std']:.1f}")
     print("time per stage (s): " + ", ".join(f"{k} {v:.0f}" for k, v in s["seconds"].items()))
+    steps = s["real_env_steps"]
+    print(f"real env steps used in training: {steps['episodes']} collected + {steps['checks']} in real-env checks")
     print(f"results: {run.root}/pipeline.json, {run.eval}/  videos: {run.eval}/controller_best.mp4  "
           f"TensorBoard: tensorboard --logdir {run.tb}")
 

@@ -48,6 +48,8 @@ class CollectConfig:
     """Worker processes (or Ray actors) running episodes."""
     agent: str = "random"
     """Agent that acts: random, brownian, or any trained agent of the run (see wm eval --agent)."""
+    agent_options: dict = field(default_factory=dict)
+    """JSON object of the agent loader's options, e.g. '{"noise": 0.2}' for noisy-controller."""
     seed: int = 0
     """Episode i is seeded from (seed, i), whatever the worker count."""
     env_kwargs: dict = field(default_factory=dict)
@@ -93,10 +95,10 @@ def check_same_env(existing: dict, new: dict, root: Path) -> None:
 _WORKER: dict = {}
 
 
-def _init_worker(root: str, agent: str, device: str, max_steps: int | None) -> None:
+def _init_worker(root: str, agent: str, device: str, max_steps: int | None, options: dict) -> None:
     run = RunDir(root)
     _WORKER["env"] = run.make_env(max_steps=max_steps)
-    _WORKER["agent"] = load_agent(agent, run, device)
+    _WORKER["agent"] = load_agent(agent, run, device, **options)
     _WORKER["dir"] = run.episodes
 
 
@@ -140,7 +142,7 @@ def collect(run: RunDir, config: CollectConfig, progress: bool = True) -> dict:
     action = ActionSpec.from_dict(meta_env["action_space"])
     workers = config.workers or default_workers()
     executor = make_executor(config.backend, workers, _init_worker,
-                             (str(run.root.resolve()), config.agent, config.device, config.max_steps), config.ray_address)
+                             (str(run.root.resolve()), config.agent, config.device, config.max_steps, config.agent_options), config.ray_address)
     run.root.mkdir(parents=True, exist_ok=True)
     run.write_meta(meta)
     todo, problems = scan(run, action, config.episodes)
