@@ -59,7 +59,8 @@ def add_collect(sub) -> None:
     p = sub.add_parser("collect", help="roll out an agent in an env and store episodes",
                        description="Collect episodes into RUN/episodes (one compressed .npz each). "
                                    "Re-running completes an interrupted collection.")
-    p.add_argument("env", help="Gymnasium id (CarRacing-v3) or package.module:Callable returning a gymnasium.Env")
+    p.add_argument("env", help="Gymnasium id (CarRacing-v3, worldmodels/Catch-v0), package.module:EnvId, or "
+                   "package.module:Callable returning a gymnasium.Env (a module in the current directory is found)")
     add_run_dir(p, "run directory (created if missing)")
     add_flags(p, CollectConfig)
     p.set_defaults(func=cmd_collect)
@@ -74,7 +75,7 @@ def cmd_collect(args) -> None:
 
 
 def add_train(sub) -> None:
-    p = sub.add_parser("train", help="train the world model: vision (ConvVAE), then memory (MDN-RNN or VRNN)",
+    p = sub.add_parser("train", help="train the world model: vision (ConvVAE), then memory (MDN-RNN, VRNN, RSSM, SRNN or SVG)",
                        description="Train the vision model on RUN/episodes, encode every episode to latents, "
                                    "then train the memory model on latent sequences. Resumes by default; a flag "
                                    "both stages have (--epochs, --lr, ...) sets both.")
