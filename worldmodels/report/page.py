@@ -129,9 +129,10 @@ def plots(run: RunDir, out: Path, evals: list[dict]) -> list[Path]:
         g = history["generations"]
         series = {"dream best": ([x["generation"] for x in g], [x["best"] for x in g]),
                   "dream mean": ([x["generation"] for x in g], [x["mean"] for x in g])}
-        if history.get("real"):
-            series["real env (mean solution)"] = ([x["generation"] for x in history["real"]],
-                                                  [x["mean"] for x in history["real"]])
+        for candidate in dict.fromkeys(x.get("candidate", "mean") for x in history.get("real", [])):
+            checks = [x for x in history["real"] if x.get("candidate", "mean") == candidate]
+            label = "real env (CMA-ES mean)" if candidate == "mean" else f"real env ({candidate} candidate)"
+            series[label] = ([x["generation"] for x in checks], [x["mean"] for x in checks])
         made.append(line_plot(out / "cma_fitness.png", series, "CMA-ES: dream fitness and real-env checks",
                               "generation", "return", marks["cma"]))
     rounds = (_json(run.root / "explore" / "history.json") or {}).get("rounds", [])
