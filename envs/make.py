@@ -31,6 +31,9 @@ def parse_kwargs(text: str | None) -> dict:
     return value
 
 
+ID_MODULES: dict[str, tuple[str, str]] = {"Vizdoom": ("vizdoom.gymnasium_wrapper", "doom")}
+"""Gymnasium id prefix -> (the module whose import registers those ids, the extra that installs it)."""
+
 TRUST_RUN = "WM_TRUST_RUN"
 """Environment variable: set to 1 to let a run directory's run.json name any env factory."""
 
@@ -49,15 +52,30 @@ def _import(module_name: str, spec: str):
         raise UserError(f"bad env spec {spec!r}: cannot import module {module_name!r} ({e})") from None
 
 
+def register_id(env_id: str) -> str:
+    """``env_id``, after importing the module that registers it when ``ID_MODULES`` names one
+    (``VizdoomTakeCover-v1``: ``vizdoom.gymnasium_wrapper``); a one-line ``UserError`` naming the
+    extra to install when that module is missing."""
+    for prefix, (module_name, extra) in ID_MODULES.items():
+        if env_id.startswith(prefix) and env_id not in gym.registry:
+            try:
+                importlib.import_module(module_name)
+            except ImportError as e:
+                raise UserError(f"{env_id} needs {module_name.split('.')[0]} (cannot import {module_name}: {e}): "
+                                f"pip install 'worldmodels[{extra}]'") from None
+    return env_id
+
+
 def resolve_spec(spec: str) -> tuple[str | None, object | None]:
     """``(gymnasium id, None)`` or ``(None, factory)`` for an env spec.
 
-    ``"CarRacing-v3"`` is a registered id; ``"package.module:EnvId"`` imports the module (which
+    ``"CarRacing-v3"`` is a registered id (``VizdoomTakeCover-v1`` too, once ``register_id`` has
+    imported vizdoom's registrations); ``"package.module:EnvId"`` imports the module (which
     registers its envs, as ALE's do) and names an id; ``"package.module:Callable"`` names a class or
     function returning a ``gymnasium.Env``.
     """
     if ":" not in spec:
-        return spec, None
+        return register_id(spec), None
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
         raise UserError(f"bad env spec {spec!r}: expected a Gymnasium id, 'package.module:EnvId' or "

@@ -11,7 +11,9 @@ import numpy as np
 from worldmodels.core.errors import UserError
 
 # Environment ids with a known crop: CarRacing drops its dashboard (bottom 12 of 96 rows),
-# as Ha & Schmidhuber do.
+# as Ha & Schmidhuber do. VizDoom's TakeCover needs none: Ha & Schmidhuber cut the status bar off
+# their Doom env's 640x480 frames (rows 0-400), and ViZDoom's take_cover.cfg renders no status bar,
+# so its whole 320x240 frame is the same view, resized to 64x64.
 DEFAULT_CROPS: dict[str, tuple[int, int, int, int]] = {
     "CarRacing-v3": (0, 84, 0, 96),
     "CarRacing-v2": (0, 84, 0, 96),
@@ -72,7 +74,8 @@ def process_frame(frame: np.ndarray, config: PixelConfig) -> np.ndarray:
 class PixelObservation(gym.Wrapper):
     """Wraps any env so observations are ``[size, size, 3]`` uint8 frames.
 
-    The frame is the observation itself when that is an RGB image, else ``env.render()`` in
+    The frame is the observation itself when that is an RGB image, its RGB image entry when it is
+    a dict (``image_key``: ViZDoom's ``screen``, ``[240, 320, 3]``), else ``env.render()`` in
     ``rgb_array`` mode. The original observation stays in ``info["state"]``.
     """
 
@@ -80,7 +83,8 @@ class PixelObservation(gym.Wrapper):
         super().__init__(env)
         self.config = config
         self.observation_space = gym.spaces.Box(0, 255, (config.size, config.size, 3), np.uint8)
-        self._from_obs = is_image_space(env.observation_space)
+        self._key = image_key(env.observation_space)
+        self._from_obs = self._key is not None or is_image_space(env.observation_space)
         if not self._from_obs and env.render_mode != "rgb_array":
             raise UserError(
                 f"observation space {env.observation_space} is not an RGB image and the env's "
@@ -88,6 +92,8 @@ class PixelObservation(gym.Wrapper):
             )
 
     def _frame(self, obs) -> np.ndarray:
+        if self._key is not None:
+            obs = obs[self._key]
         frame = obs if self._from_obs else self.env.render()
         if not is_image(frame):
             raise UserError(f"the env produced no RGB frame (got {type(frame).__name__} "
@@ -113,3 +119,13 @@ class PixelObservation(gym.Wrapper):
 def is_image_space(space: gym.Space) -> bool:
     return (isinstance(space, gym.spaces.Box) and len(space.shape) == 3 and space.shape[-1] == 3
             and space.dtype == np.uint8)
+
+
+def image_key(space: gym.Space) -> str | None:
+    """The key of the RGB image in a ``Dict`` observation space (``"screen"`` when several are), else None."""
+    if not isinstance(space, gym.spaces.Dict):
+        return None
+    keys = [key for key, sub in space.spaces.items() if is_image_space(sub)]
+    if len(keys) > 1 and "screen" in keys:
+        return "screen"
+    return keys[0] if keys else None
