@@ -74,7 +74,8 @@ def carracing_levers(env: str) -> tuple[dict, dict]:
 
 
 def presets(env: str) -> dict[str, Preset]:
-    """smoke (a minute, CI), laptop (2 CPU cores), gpu (one GPU, 16 cores), paper (Ha & Schmidhuber's sizes).
+    """smoke (a minute, CI), laptop (2 CPU cores), gpu (one GPU, 16 cores), paper (Ha & Schmidhuber's sizes);
+    on VizDoom ids also doom and doom-gpu (``doom_presets``).
 
     The laptop preset learns from 64 Brownian episodes of 250 steps plus 16 of a scout controller
     and is scored on full 1,000-step episodes. Its memory model learns rewards spread over 10 steps
@@ -88,7 +89,7 @@ def presets(env: str) -> dict[str, Preset]:
     "Drive whole tracks", has the measurements and the ablation behind each setting.
     """
     memory_levers, cma_levers = carracing_levers(env)
-    return {
+    table = {
         "smoke": Preset(
             CollectConfig(env, episodes=4, max_steps=40, agent="brownian"),
             VisionTrainConfig(epochs=1, batch_size=32),
@@ -123,6 +124,42 @@ def presets(env: str) -> dict[str, Preset]:
             MemoryTrainConfig(epochs=20, seq_len=999, batch_size=100, lr=1e-3),
             CMAConfig(generations=2000, population=64, rollouts=16, real_every=25, real_episodes=16),
             eval_episodes=100),
+    }
+    return {**table, **doom_presets(env)}
+
+
+DOOM_STEPS = 2100
+"""Ha & Schmidhuber's cap on a TakeCover episode, in steps (one game tic each, no frame skip)."""
+
+
+def doom_presets(env: str) -> dict[str, Preset]:
+    """doom (2 CPU cores, at most 30 minutes) and doom-gpu for VizDoom ids; none elsewhere.
+
+    Ha & Schmidhuber's TakeCover experiment scaled down: sticky random episodes (ViZDoom's
+    TakeCover has no time limit of its own: they are cut at ``DOOM_STEPS``), a VAE with z=64, an
+    MDN-RNN with 5 mixtures whose done head learns the deaths (dying ends the dream), and a linear
+    controller from [z, h] to the 3 discrete actions trained by CMA-ES only in the dream at
+    temperature 1.15 (no real-env checks: the controller kept is CMA-ES's last mean). The memory
+    model sees whole episodes (``seq_len`` = ``DOOM_STEPS``, padded): shorter windows would show
+    it the rare deaths at episode ends far less often than other steps. Scored on 100 real
+    episodes beside the random policy. BENCHMARKS.md, "VizDoom TakeCover (issue 20)".
+    """
+    if not env.startswith("Vizdoom"):
+        return {}
+    dream = DreamConfig(temperature=1.15, max_steps=DOOM_STEPS)
+    return {
+        "doom": Preset(
+            CollectConfig(env, episodes=200, max_steps=DOOM_STEPS, agent="brownian"),
+            VisionTrainConfig(z_dim=64, epochs=3, batch_size=64, lr=1e-3),
+            MemoryTrainConfig(epochs=20, seq_len=DOOM_STEPS, batch_size=16, hidden_size=256, lr=1e-3),
+            CMAConfig(generations=40, population=32, rollouts=8, dream=dream, real_every=0, select="dream"),
+            eval_episodes=100, eval_max_steps=DOOM_STEPS),
+        "doom-gpu": Preset(
+            CollectConfig(env, episodes=2000, max_steps=DOOM_STEPS, agent="brownian"),
+            VisionTrainConfig(z_dim=64, epochs=10, batch_size=256, lr=1e-3),
+            MemoryTrainConfig(epochs=40, seq_len=DOOM_STEPS, batch_size=64, hidden_size=512, lr=1e-3),
+            CMAConfig(generations=200, population=64, rollouts=16, dream=dream, real_every=0, select="dream"),
+            eval_episodes=100, eval_max_steps=DOOM_STEPS),
     }
 
 
