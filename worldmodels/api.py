@@ -1,6 +1,7 @@
 """The Python API: ``load_run`` gives a trained run's models, agents, dream env and evaluation in one
 object; ``register_envs`` adds the Gymnasium ids ``worldmodels/Dream-v0`` (a run's dream) and
-``worldmodels/Catch-v0``, ``worldmodels/PointMass-v0``, ``worldmodels/Maze-v0`` (the small custom envs).
+``worldmodels/Catch-v0``, ``worldmodels/PointMass-v0``, ``worldmodels/Maze-v0``, ``worldmodels/Reacher2Link-v0``
+(the small custom envs).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from worldmodels.runs.artifacts import load_world_model
 from worldmodels.runs.rundir import RunDir
 
 CUSTOM_ENVS = {"Catch": "worldmodels.envs.catch:Catch", "PointMass": "worldmodels.envs.point:PointMass",
-               "Maze": "worldmodels.envs.maze:Maze"}
+               "Maze": "worldmodels.envs.maze:Maze", "Reacher2Link": "worldmodels.envs.reacher:Reacher2Link"}
 OBSERVATIONS = ("latent", "pixels")
 
 
