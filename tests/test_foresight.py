@@ -113,7 +113,7 @@ def test_wm_foresight_end_to_end(tiny_point_run, tmp_path, capsys) -> None:
     ("argv", "message"),
     [
         (["--goal", "missing.png"], "goal image .*missing.png not found"),
-        (["--goal", "{small}"], "is 32x32x3; it must be a 64x64 RGB image"),
+        (["--goal", "{small}"], r"small.png is 48x32; give the env's render \(64x64, or scaled\), or a 64x64 frame"),
         (["--goal", "{text}"], "not an image file"),
         (["--goal-episode", "9", "--goal-step", "0"], r"no episode 9 .*episodes: 0\.\.3"),
         (["--goal-episode", "0", "--goal-step", "11"], r"frames 0\.\.10; --goal-step 11 is out of range"),
@@ -122,7 +122,7 @@ def test_wm_foresight_end_to_end(tiny_point_run, tmp_path, capsys) -> None:
 )
 def test_wm_foresight_user_errors(tiny_point_run, tmp_path, argv, message) -> None:
     small, text = tmp_path / "small.png", tmp_path / "text.png"
-    cv2.imwrite(str(small), np.zeros((32, 32, 3), np.uint8))
+    cv2.imwrite(str(small), np.zeros((32, 48, 3), np.uint8))  # neither the render's shape nor a frame's
     text.write_text("not a png")
     argv = [a.replace("{small}", str(small)).replace("{text}", str(text)) for a in argv]
     with pytest.raises(UserError, match=message):

@@ -32,7 +32,8 @@ from worldmodels.dream.imagine import DreamConfig
 from worldmodels.dream.sb3 import SB3Config, train_sb3
 from worldmodels.evaluation.evaluate import EvalConfig, evaluate
 from worldmodels.pipeline import presets, run_pipeline
-from worldmodels.planning.foresight import ForesightConfig, load_goal, run_foresight
+from worldmodels.planning.foresight import ForesightConfig, run_foresight
+from worldmodels.planning.goals import GoalImageConfig, load_goal, render_goal, write_image
 from worldmodels.planning.optimizers import CEMConfig
 from worldmodels.play.record import record_dreams
 from worldmodels.play.server import serve
@@ -274,7 +275,10 @@ def add_foresight(sub) -> None:
                                    "a video: current frame | goal | predicted frames of the chosen plan.")
     add_run_dir(p, "run directory with trained vision and memory models")
     goal = p.add_mutually_exclusive_group(required=True)
-    goal.add_argument("--goal", default=None, help="goal image file (64x64 RGB, e.g. a PNG)")
+    goal.add_argument("--goal", default=None,
+                      help="goal image file (e.g. a PNG): the env's render at its own size or scaled (wm goal-image "
+                           "writes one), a crop of it like the run's, or a 64x64 frame; the run's crop and resize "
+                           "are applied")
     goal.add_argument("--goal-episode", type=int, default=None, help="goal: a frame of this stored episode")
     p.add_argument("--goal-step", type=int, default=None, help="with --goal-episode: which frame (0 = first)")
     add_flags(p, ForesightConfig)
@@ -297,6 +301,33 @@ def cmd_foresight(args) -> None:
     print(f"foresight: {s['steps']} steps, latent distance {s['initial_latent_distance']:.3f} -> "
           f"{s['final_latent_distance']:.3f}{truth}, {1000 * s['seconds_per_decision']:.0f} ms/decision")
     print(f"  video: {s['video']}  summary: {run.eval / 'foresight.json'}")
+
+
+def add_goal_image(sub) -> None:
+    p = sub.add_parser("goal-image", help="write the env's render of a chosen state: a goal image for wm foresight",
+                       description="Reset the env (seed, reset options), take random steps, and write its frame at "
+                                   "the env's own size (before any crop or resize); wm foresight --goal takes it.")
+    p.add_argument("env", nargs="?", default=None, help="env spec as for wm collect (or --run)")
+    p.add_argument("--run", default=None, help="use this run's env and env kwargs")
+    p.add_argument("--out", required=True, help="image file to write (e.g. goal.png)")
+    add_flags(p, GoalImageConfig)
+    p.set_defaults(func=cmd_goal_image)
+
+
+def cmd_goal_image(args) -> None:
+    values = given(args)
+    if (args.env is None) == (args.run is None):
+        raise UserError("name the env: give ENV or --run RUN (one of them)")
+    if args.run is None:
+        spec, config = args.env, build(GoalImageConfig, values)
+    else:
+        if "env_kwargs" in values:
+            raise UserError("--env-kwargs does not apply with --run: the run's env kwargs are used")
+        spec, kwargs, _, _ = RunDir(args.run).env_spec()
+        config = build(GoalImageConfig, values, GoalImageConfig(env_kwargs=kwargs))
+    frame = render_goal(spec, config, trusted=args.run is None)
+    write_image(args.out, frame)
+    print(f"goal image: {frame.shape[1]}x{frame.shape[0]} frame of {spec} -> {args.out}")
 
 
 def add_report(sub) -> None:
@@ -335,7 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"worldmodels {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="STAGE")
     for add in (add_collect, add_train, add_dream, add_eval, add_run, add_report, add_explore, add_foresight,
-                add_play):
+                add_goal_image, add_play):
         add(sub)
     return parser
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -32,9 +31,9 @@ from worldmodels.dream.imagine import imagine
 from worldmodels.envs.spaces import ActionSpec
 from worldmodels.evaluation.video import write_mp4
 from worldmodels.models.memory import Memory, State
+from worldmodels.planning.goals import check_goal
 from worldmodels.planning.optimizers import CEMConfig, Objective
 from worldmodels.runs.artifacts import load_world_model
-from worldmodels.runs.episodes import list_episodes, load_episode
 from worldmodels.runs.rundir import RunDir, atomic_write_json
 from worldmodels.runs.tensorboard import stage_writer
 
@@ -42,9 +41,6 @@ COSTS = ("latent", "pixel")
 
 
 COST_ON = ("final", "sum")
-
-
-FRAME_SHAPE = (64, 64, 3)
 
 
 VIDEO_HEADER = [(0, "real frame"), (64, "goal"), (128, "predicted frames of the plan")]
@@ -234,38 +230,6 @@ def video_frame(obs: np.ndarray, goal: np.ndarray, agent, memory_state: State, p
     ``memory_state`` (the state the plan was made in)."""
     latents = predicted_latents(agent.memory, memory_state, agent.latents(obs[None]), plan)[0]
     return np.concatenate([obs, goal, *to_frames(agent.vision.decode(latents))], axis=1)
-
-
-def check_goal(goal: np.ndarray, name: str) -> np.ndarray:
-    """``goal`` as uint8 [64, 64, 3], or a ``UserError`` naming ``name``."""
-    goal = np.asarray(goal)
-    if goal.shape != FRAME_SHAPE:
-        raise UserError(f"{name} is {'x'.join(map(str, goal.shape))}; it must be a 64x64 RGB image like the run's frames")
-    return goal.astype(np.uint8)
-
-
-def load_goal(run: RunDir, path: str | Path | None = None, episode: int | None = None, step: int | None = None) -> np.ndarray:
-    """The goal frame uint8 [64, 64, 3]: an image file (``path``), or frame ``step`` of stored ``episode``."""
-    if path is not None:
-        import cv2
-
-        path = Path(path)
-        if not path.is_file():
-            raise UserError(f"goal image {path} not found")
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
-            raise UserError(f"cannot read goal image {path}: not an image file")
-        return check_goal(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), f"goal image {path}")
-    episodes = list_episodes(run.episodes)
-    if episode is None or step is None:
-        raise UserError("give a goal: --goal IMAGE, or --goal-episode E with --goal-step T")
-    if episode not in episodes:
-        known = f"{min(episodes)}..{max(episodes)}" if episodes else "none"
-        raise UserError(f"no episode {episode} in {run.episodes} (episodes: {known})")
-    frames = load_episode(episodes[episode])["obs"]
-    if not 0 <= step < len(frames):
-        raise UserError(f"episode {episode} has frames 0..{len(frames) - 1}; --goal-step {step} is out of range")
-    return check_goal(frames[step], f"frame {step} of episode {episode}")
 
 
 def run_foresight(run: RunDir, goal: np.ndarray, planner: CEMConfig, config: ForesightConfig,
