@@ -13,6 +13,7 @@ from torch import Tensor, nn
 class VAEConfig:
     z_dim: int = 32  # latent size
     kl_tolerance: float = 0.5  # free bits: KL per sample is at least kl_tolerance * z_dim nats
+    salient_weight: float = 0.0  # extra weight of pixels unlike the batch's mean frame (0: Ha's plain loss)
 
 
 class ConvVAE(nn.Module):
@@ -68,10 +69,18 @@ class ConvVAE(nn.Module):
 
         ``recon``: squared error summed over pixels and channels (in [0, 1] units); ``kl``: KL to
         N(0, I) summed over latent dims, floored at ``kl_tolerance * z_dim``; ``loss = recon + kl``.
+        With ``salient_weight`` w > 0, each pixel's squared error is weighted by ``1 + w * s``, where the
+        salience s in [0, 1] is the pixel's largest channel difference from the batch's mean frame: a
+        small moving object (a 4-pixel dot) then costs as much as the background it would otherwise be
+        given up for.
         """
         recon, mu, logvar = self(frames)
         target = self._to_input(frames)
-        recon_loss = (recon - target).pow(2).sum(dim=(1, 2, 3)).mean()
+        error = (recon - target).pow(2)
+        if self.config.salient_weight:
+            salience = (target - target.mean(0, keepdim=True)).abs().amax(1, keepdim=True)  # [B, 1, 64, 64]
+            error = error * (1 + self.config.salient_weight * salience)
+        recon_loss = error.sum(dim=(1, 2, 3)).mean()
         kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(dim=1)
         kl = kl.clamp(min=self.config.kl_tolerance * self.z_dim).mean()
         return {"loss": recon_loss + kl, "recon": recon_loss, "kl": kl}
