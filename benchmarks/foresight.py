@@ -1,15 +1,18 @@
-"""Visual foresight on PointMass: success rate over random start/goal pairs vs two model-free baselines.
+"""Visual foresight on the goal envs: success rate over random start/goal pairs vs two model-free baselines.
 
-Builds a world model in ``--run`` (default a temp dir; finished stages are kept and skipped):
-``--episodes`` brownian episodes, ConvVAE (``--vision-epochs``, z=16), MDN-RNN (h=128). Then,
-for ``--pairs`` start/goal pairs (uniform in [0.15, 0.85]^2), runs ``--steps`` real steps of
-  - visual foresight: CEM MPC on the latent cost to the goal image (``PointMass.draw(goal)``),
+For each env of ``--envs`` (PointMass: a dot; Reacher2Link: a 2-link arm pose), builds a world model
+in ``--run``/ENV (default a temp dir; finished stages are kept and skipped): ``--episodes`` brownian
+episodes, ConvVAE (``--vision-epochs``, ``--z-dim``, ``--kl-tolerance``, ``--salient-weight``),
+MDN-RNN (h=128). Then, for ``--pairs`` start/goal pairs (uniform: PointMass positions in
+[0.15, 0.85]^2, arm angles in [-pi, pi)^2), runs ``--steps`` real steps of
+  - visual foresight: CEM MPC on the ``--cost`` to the goal image, which is the env's render of the
+    goal state at its own size (``wm goal-image``) put through the run's pixel pipeline,
   - random: uniform random actions,
   - zero-order hold: one uniform random action, held for the whole episode (no model at all).
-Success: final ground-truth distance < ``--threshold``. Prints a Markdown table; saves
-``benchmarks/out/foresight.json``.
+Success: final ground-truth distance (the env's ``distance()``) < ``--threshold``. Prints a Markdown
+table per env; saves ``benchmarks/out/foresight.json``.
 
-    python benchmarks/foresight.py [--pairs 20 --episodes 100 --vision-epochs 3]
+    python benchmarks/foresight.py [--envs PointMass Reacher2Link --pairs 20 --episodes 100]
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import argparse
 import json
 import tempfile
 import time
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,27 +29,45 @@ import numpy as np
 from worldmodels.agents.cem import planner_config
 from worldmodels.collect.collector import CollectConfig, collect
 from worldmodels.collect.driver import drive
-from worldmodels.envs.point import PointMass
-from worldmodels.planning.foresight import ForesightConfig, visual_foresight
+from worldmodels.planning.foresight import COST_ON, COSTS, ForesightConfig, visual_foresight
+from worldmodels.planning.goals import GoalImageConfig, goal_frame, render_goal
 from worldmodels.runs.artifacts import load_memory, load_vision
 from worldmodels.runs.rundir import RunDir
 from worldmodels.training.memory import MemoryTrainConfig, train_memory
 from worldmodels.training.vision import VisionTrainConfig, train_vision
 
 
-def build(run: RunDir, episodes: int, vision_epochs: int, memory_epochs: int, radius: int) -> float:
+@dataclass
+class GoalEnv:
+    """A goal env: its spec, the reset option that sets its state, the range start and goal states are drawn from."""
+
+    spec: str
+    state: str
+    low: float
+    high: float
+    kwargs: dict = field(default_factory=dict)
+
+
+GOAL_ENVS = {
+    "PointMass": GoalEnv("worldmodels.envs.point:PointMass", "position", 0.15, 0.85),
+    "Reacher2Link": GoalEnv("worldmodels.envs.reacher:Reacher2Link", "angles", -np.pi, np.pi),
+}
+
+
+def build(run: RunDir, env: GoalEnv, args) -> float:
     """Collect and train (each stage skipped when complete); returns the seconds spent."""
     start = time.perf_counter()
-    collect(run, CollectConfig(env="worldmodels.envs.point:PointMass", episodes=episodes, agent="brownian", workers=1,
-                               env_kwargs={"radius": radius}), progress=False)
-    train_vision(run, VisionTrainConfig(epochs=vision_epochs, z_dim=16, device="cpu"), progress=False)
-    train_memory(run, MemoryTrainConfig(epochs=memory_epochs, hidden_size=128, seq_len=32, batch_size=32,
+    collect(run, CollectConfig(env=env.spec, episodes=args.episodes, agent="brownian", workers=1,
+                               env_kwargs=env.kwargs), progress=False)
+    train_vision(run, VisionTrainConfig(epochs=args.vision_epochs, z_dim=args.z_dim, kl_tolerance=args.kl_tolerance,
+                                        salient_weight=args.salient_weight, device="cpu"), progress=False)
+    train_memory(run, MemoryTrainConfig(epochs=args.memory_epochs, hidden_size=128, seq_len=32, batch_size=32,
                                         batches_per_epoch=50, device="cpu"), progress=False)
     return time.perf_counter() - start
 
 
 class UniformAgent:
-    """Uniform random velocities in [-1, 1]^2, or (``hold``) the first one drawn, repeated."""
+    """Uniform random actions in [-1, 1]^2, or (``hold``) the first one drawn, repeated."""
 
     def __init__(self, hold: bool) -> None:
         self.hold = hold
@@ -66,54 +88,70 @@ def baseline(env, options: dict, seed: int, steps: int, hold: bool) -> float:
     return env.unwrapped.distance()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", default=None, help="run directory (default: a temporary one)")
-    parser.add_argument("--pairs", type=int, default=20)
-    parser.add_argument("--episodes", type=int, default=100)
-    parser.add_argument("--vision-epochs", type=int, default=3)
-    parser.add_argument("--memory-epochs", type=int, default=12)
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--threshold", type=float, default=0.1)
-    parser.add_argument("--horizon", type=int, default=8)
-    parser.add_argument("--candidates", type=int, default=300)
-    parser.add_argument("--iterations", type=int, default=4)
-    parser.add_argument("--radius", type=int, default=4, help="dot radius in pixels (PointMass option)")
-    args = parser.parse_args()
-    run = RunDir(args.run or tempfile.mkdtemp(prefix="foresight-bench-"))
-    train_seconds = build(run, args.episodes, args.vision_epochs, args.memory_epochs, args.radius)
+def benchmark(name: str, run: RunDir, args) -> dict:
+    """Build the world model of goal env ``name`` in ``run``, then the three policies on ``args.pairs`` pairs."""
+    goal_env = replace(GOAL_ENVS[name], kwargs={"radius": args.radius}) if name == "PointMass" else GOAL_ENVS[name]
+    train_seconds = build(run, goal_env, args)
     vision = load_vision(run)
     memory = load_memory(run, vision=vision)
-    config = planner_config(args.horizon, args.candidates, args.iterations)
-    env = run.make_env(max_steps=None)
+    planner = planner_config(args.horizon, args.candidates, args.iterations)
+    env, pixels = run.make_env(max_steps=None), run.env_spec()[2]
     rng = np.random.default_rng(123)
     results = {"foresight": [], "random": [], "zero-order hold": []}
     start = time.perf_counter()
     for i in range(args.pairs):
-        position, goal = rng.uniform(0.15, 0.85, (2, 2))
-        options = {"position": position.tolist(), "goal": goal.tolist()}
-        r = visual_foresight(vision, memory, run.action_spec(), env, PointMass.draw(goal, args.radius), config,
-                             ForesightConfig(max_steps=args.steps, seed=i, reset_options=options, video=False))
+        state, goal = rng.uniform(goal_env.low, goal_env.high, (2, 2))
+        options = {goal_env.state: state.tolist(), "goal": goal.tolist()}
+        render = render_goal(goal_env.spec, GoalImageConfig(env_kwargs=goal_env.kwargs,
+                                                            reset_options={goal_env.state: goal.tolist()}))
+        goal_image = goal_frame(render, pixels, render.shape[:2], "goal")
+        config = ForesightConfig(cost=args.cost, cost_on=args.cost_on, max_steps=args.steps, seed=i,
+                                 reset_options=options, video=False)
+        r = visual_foresight(vision, memory, run.action_spec(), env, goal_image, planner, config)
         results["foresight"].append(r["final_distance"])
         results["random"].append(baseline(env, options, i, args.steps, hold=False))
         results["zero-order hold"].append(baseline(env, options, i, args.steps, hold=True))
     plan_seconds = time.perf_counter() - start
-    print(f"PointMass visual foresight: {args.pairs} start/goal pairs, {args.steps} steps, success = final "
-          f"distance < {args.threshold}; planner H={config.horizon} N={config.candidates} I={config.iterations} "
-          f"K={config.elites}, latent cost summed over the horizon; world model built in {train_seconds:.0f} s "
-          f"({args.episodes} brownian episodes, VAE {args.vision_epochs} epochs z=16, MDN-RNN h=128), "
-          f"planning {plan_seconds:.0f} s")
+    print(f"\n{name} visual foresight: {args.pairs} start/goal pairs, {args.steps} steps, success = final "
+          f"distance < {args.threshold}; planner H={planner.horizon} N={planner.candidates} I={planner.iterations} "
+          f"K={planner.elites}, {args.cost} cost ({args.cost_on}); world model built in {train_seconds:.0f} s "
+          f"({args.episodes} brownian episodes, VAE {args.vision_epochs} epochs z={args.z_dim} kl_tolerance "
+          f"{args.kl_tolerance} salient_weight {args.salient_weight}, MDN-RNN h=128), planning {plan_seconds:.0f} s")
     print("| policy | success | mean final distance |\n|---|---:|---:|")
-    summary = {}
-    for name, distances in results.items():
+    summary = {"train_seconds": train_seconds, "plan_seconds": plan_seconds}
+    for policy, distances in results.items():
         d = np.array(distances)
-        summary[name] = {"success": float((d < args.threshold).mean()), "mean_distance": float(d.mean()),
-                         "distances": d.tolist()}
-        print(f"| {name} | {summary[name]['success']:.0%} | {d.mean():.3f} |")
+        summary[policy] = {"success": float((d < args.threshold).mean()), "mean_distance": float(d.mean()),
+                           "distances": d.tolist()}
+        print(f"| {policy} | {summary[policy]['success']:.0%} | {d.mean():.3f} |")
+    return summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--envs", nargs="+", choices=list(GOAL_ENVS), default=list(GOAL_ENVS))
+    parser.add_argument("--run", default=None, help="parent of the runs, one per env (default: a temporary one)")
+    parser.add_argument("--pairs", type=int, default=20)
+    parser.add_argument("--episodes", type=int, default=100)
+    parser.add_argument("--vision-epochs", type=int, default=3)
+    parser.add_argument("--memory-epochs", type=int, default=12)
+    parser.add_argument("--z-dim", type=int, default=16)
+    parser.add_argument("--kl-tolerance", type=float, default=0.5)
+    parser.add_argument("--salient-weight", type=float, default=0.0, help="VAE reconstruction weight (0: plain)")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--threshold", type=float, default=0.1)
+    parser.add_argument("--cost", choices=COSTS, default="latent")
+    parser.add_argument("--cost-on", choices=COST_ON, default="sum")
+    parser.add_argument("--horizon", type=int, default=8)
+    parser.add_argument("--candidates", type=int, default=300)
+    parser.add_argument("--iterations", type=int, default=4)
+    parser.add_argument("--radius", type=int, default=4, help="PointMass dot radius in pixels (its default: 4)")
+    args = parser.parse_args()
+    root = Path(args.run or tempfile.mkdtemp(prefix="foresight-bench-"))
+    summary = {name: benchmark(name, RunDir(root / name), args) for name in args.envs}
     out = Path(__file__).parent / "out" / "foresight.json"
     out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"args": vars(args), "train_seconds": train_seconds, "plan_seconds": plan_seconds,
-                               **summary}, indent=2) + "\n")
+    out.write_text(json.dumps({"args": vars(args), **summary}, indent=2) + "\n")
 
 
 if __name__ == "__main__":
