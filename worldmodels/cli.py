@@ -224,7 +224,8 @@ def add_run(sub) -> None:
                                    "re-run the same command to continue.")
     p.add_argument("env", help="Gymnasium id or package.module:Callable (e.g. CarRacing-v3)")
     add_run_dir(p)
-    p.add_argument("--preset", default="laptop", help="smoke | laptop | gpu | paper (default laptop)")
+    p.add_argument("--preset", default="laptop",
+                   help="smoke | laptop | gpu | paper, and doom | doom-gpu on VizDoom ids (default laptop)")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", dest="overrides",
                    help="override a preset field, e.g. --set cma.generations=40 --set memory.kind=vrnn "
                         "--set rounds=3 (repeatable; `wm run ENV --run DIR --show` lists the fields)")
