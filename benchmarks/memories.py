@@ -2,9 +2,12 @@
 
     python benchmarks/memories.py [--env worldmodels.envs.catch:Catch] [--budget 60] [--episodes 12]
                                   [--hidden-size 64] [--models mdn,vrnn,rssm,srnn,svg] [--out DIR]
+    python benchmarks/memories.py --run runs/laptop_s0 --hidden-size 256 --done-label carracing-off-track \
+                                  --reward-smoothing 10 --transfer-root runs      # CarRacing at laptop size
 
 Collects ``--episodes`` random-policy episodes and trains one ConvVAE (``--vae-epochs``) into
-``OUT/run`` (reused when it is there), holds out ``--val-fraction`` of the episodes, then trains
+``OUT/run`` (reused when it is there; ``--run RUN`` uses that finished run's episodes, VAE and latents
+instead), holds out ``--val-fraction`` of the episodes, then trains
 each memory model for ``--budget`` seconds of wall clock (Adam 1e-3, grad clip 1, batches of
 ``--batch-size`` windows of ``--seq-len`` steps re-sampled from (mu, logvar), as ``wm train memory``)
 and measures on the held-out episodes, with z the VAE means:
@@ -20,9 +23,16 @@ and measures on the held-out episodes, with z the VAE means:
 - training steps/s (latent transitions per second of training) and dream steps/s (``imagine``:
   ``--dreams`` dreams of 50 steps at temperature 1 with random actions, the best of 3).
 
-Writes ``OUT/results.json``, ``OUT/results.md`` (the table) and ``OUT/openloop.png`` (real frames
-above each model's open-loop frames from the start of a held-out episode). OUT defaults to
-``benchmarks/out/memories-ENV``.
+Rewards and dones are the targets ``wm train memory`` gives the model (``--reward-smoothing``,
+``--done-label``). With ``--transfer-root ROOT`` a second table adds each model's dream-to-real
+transfer: the laptop preset's dream controller with that memory model (``benchmarks/laptop.py
+--memory KIND``: ``ROOT/laptop_sS``, ``ROOT/laptop_KIND_sS``) on full 1,000-step CarRacing episodes,
+per seed and over the seeds found.
+
+Writes ``OUT/results.json``, ``OUT/results.md`` (the tables) and ``OUT/openloop.png`` (real frames
+above each model's open-loop frames from the start of a held-out episode), OUT defaulting to
+``benchmarks/out/memories-ENV``; and the table with the figure into the run it used
+(``RUN/compare/memories.json``, ``RUN/compare/memories_openloop.png``), where ``wm report`` shows them.
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shutil
 import time
 from pathlib import Path
 
@@ -37,6 +48,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from common import OUT, machine
+from laptop import run_name
 from PIL import Image, ImageDraw
 
 from worldmodels.collect.collector import CollectConfig, collect
@@ -44,7 +56,7 @@ from worldmodels.dream.imagine import filter_states, imagine
 from worldmodels.models import MEMORY_MODELS
 from worldmodels.runs.artifacts import load_vision
 from worldmodels.runs.episodes import list_episodes, load_episode
-from worldmodels.runs.rundir import RunDir
+from worldmodels.runs.rundir import RunDir, atomic_write_json
 from worldmodels.training.fit import split_episodes
 from worldmodels.training.latents import encode_latents, load_latents
 from worldmodels.training.memory import memory_model_config, sequence_batches
@@ -178,6 +190,53 @@ def fmt(x, digits: int = 3) -> str:
     return "-" if x is None else f"{x:.{digits}g}" if abs(x) < 1e4 else f"{x:.0f}"
 
 
+def transfer_table(root: Path, kinds: list[str]) -> tuple[str, dict]:
+    """Markdown and data: each model's laptop-preset dream controller on full episodes, every seed found."""
+    lines = ["| model | seeds | dream controller per seed (full 1,000-step episodes, 20 tracks) | mean +- std over seeds "
+             "| tracks won vs random |", "|---|---:|---|---:|---:|"]
+    data = {}
+    for kind in kinds:
+        scores, won, tracks = {}, 0, 0
+        for seed in range(10):
+            eval_dir = root / run_name(seed, kind) / "eval"
+            if not (eval_dir / "controller.json").exists() or not (root / run_name(seed, kind) / "pipeline.json").exists():
+                continue
+            controller = json.loads((eval_dir / "controller.json").read_text())
+            random = json.loads((eval_dir / "random.json").read_text())
+            scores[seed] = controller["mean"]
+            won += int(np.sum(np.array(controller["returns"]) > np.array(random["returns"])))
+            tracks += len(controller["returns"])
+        if scores:
+            v = np.array(list(scores.values()))
+            data[kind] = {"scores": scores, "mean": float(v.mean()), "std": float(v.std()), "won": won, "tracks": tracks}
+            per_seed = ", ".join(f"s{s}: {m:.1f}" for s, m in scores.items())
+            lines.append(f"| {kind} | {len(scores)} | {per_seed} | {v.mean():.1f} +- {v.std():.1f} | {won}/{tracks} |")
+    return "\n".join(lines), data
+
+
+def write_comparison(run: RunDir, results: dict, transfer: dict, openloop: Path, args) -> None:
+    """The table for ``wm report`` (``RUN/compare/memories.json``, format of ``report.page.comparisons_section``)."""
+    rows = []
+    for name, r in results.items():
+        t = transfer.get(name)
+        rows.append({"model": name, "params": f"{r['params']:,}", "updates": r["updates"],
+                     "train steps/s": round(r["train_steps_per_s"]), "held-out NLL": r["nll"],
+                     **{f"latent MSE k={k}": fmt(r[f"latent_mse_{k}"]) for k in HORIZONS},
+                     **{f"frame MSE k={k}": fmt(r[f"frame_mse_{k}"]) for k in HORIZONS},
+                     "reward skill": f"{r['reward_skill']:+.2f}", "done skill": f"{r['done_skill']:+.2f}",
+                     "dream steps/s": round(r["dream_steps_per_s"]),
+                     "dream controller (real)": f"{t['mean']:.1f} +- {t['std']:.1f} ({len(t['scores'])} seeds)" if t else "-"})
+    compare = run.root / "compare"
+    compare.mkdir(exist_ok=True)
+    shutil.copyfile(openloop, compare / "memories_openloop.png")
+    atomic_write_json(compare / "memories.json", {
+        "title": "Memory models compared on this run's data (benchmarks/memories.py)",
+        "description": f"Every memory model trained {args.budget:.0f} s on the same episodes and VAE (hidden size "
+                       f"{args.hidden_size}); held-out metrics; skill = 1 - model / constant predictor; dream "
+                       "controller: the laptop preset with that memory model, full episodes, mean +- std over seeds.",
+        "columns": list(rows[0]), "rows": rows, "images": ["memories_openloop.png"]})
+
+
 def table(results: dict) -> str:
     head = ("| model | params | updates | train steps/s | held-out NLL (nats/step) | latent MSE k=1 / 10 / 50 "
             "| frame MSE k=1 / 10 / 50 | reward MSE (const) | reward skill | done log loss (const) | done skill "
@@ -209,16 +268,28 @@ def main() -> None:
     parser.add_argument("--log-prob-samples", type=int, default=64)
     parser.add_argument("--dreams", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--run", type=Path, default=None, help="a finished run whose episodes, VAE and latents to use")
+    parser.add_argument("--reward-smoothing", type=int, default=0)
+    parser.add_argument("--done-label", default="terminated", help="terminated or carracing-off-track")
+    parser.add_argument("--transfer-root", type=Path, default=None,
+                        help="where benchmarks/laptop.py --memory KIND put its runs (adds the transfer table)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    out = args.out or OUT / f"memories-{args.env.split(':')[-1].lower()}"
+    torch.set_num_threads(2)
+    if args.run is not None:
+        run = RunDir(args.run)
+        args.env = run.env_spec()[0]
+    else:
+        run = None
+    out = args.out or OUT / f"memories-{str(args.env).split(':')[-1].lower()}"
     out.mkdir(parents=True, exist_ok=True)
-    run = RunDir(out / "run")
-    prepare_run(run, args)
+    if run is None:
+        run = RunDir(out / "run")
+        prepare_run(run, args)
     vae = load_vision(run).eval()
     indices = list(list_episodes(run.latents))
     train_ids, val_ids = split_episodes(indices, args.val_fraction, args.seed)
-    train, held_out = load_latents(run, train_ids), load_latents(run, val_ids)
+    train, held_out = (load_latents(run, ids, args.reward_smoothing, args.done_label) for ids in (train_ids, val_ids))
     action_spec, paths = run.action_spec(), list_episodes(run.episodes)
     frames = [load_episode(paths[i], action_spec)["obs"] for i in val_ids]
     rewards, dones = np.concatenate([e["reward"] for e in train]), np.concatenate([e["done"] for e in train])
@@ -251,7 +322,11 @@ def main() -> None:
            + ", ".join(f"k={k}: {results[next(iter(results))][f'starts_{k}']}" for k in HORIZONS) + ".")
     info = {"machine": machine(), "args": {k: str(v) for k, v in vars(args).items()}, "constants": constants,
             "vae_frame_mse_floor": floor, "results": results}
+    if args.transfer_root is not None:
+        transfer, info["transfer"] = transfer_table(args.transfer_root, list(results))
+        md += "\n\nDream-to-real transfer (the laptop preset with each memory model):\n\n" + transfer
     (out / "results.json").write_text(json.dumps(info, indent=2))
+    write_comparison(run, results, info.get("transfer", {}), out / "openloop.png", args)
     (out / "results.md").write_text(md + "\n")
     print(md)
     print(f"-> {out}/results.json, results.md, openloop.png")

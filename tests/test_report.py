@@ -12,6 +12,7 @@ import pytest
 from tests.test_dream import TINY_CMA, TINY_TRAIN
 from worldmodels.cli import main
 from worldmodels.evaluation.video import write_mp4
+from worldmodels.report.media import save_png
 from worldmodels.report.page import LITERATURE, LITERATURE_SETTING, round_marks, write_report
 from worldmodels.runs.rundir import RunDir, atomic_write_json
 
@@ -41,6 +42,10 @@ def fake_results(root, env="CarRacing-v3"):
     frames[:, 20:40, 10:30] = (255, 0, 0)
     write_mp4(run.eval / "controller_best.mp4", frames)
     atomic_write_json(run.root / "pipeline.json", {"preset": "smoke", "seconds": {"collect": 3.0, "dream": 5.0}})
+    atomic_write_json(run.root / "compare" / "memories.json", {
+        "title": "Memory models compared", "description": "same episodes, same VAE", "columns": ["model", "NLL"],
+        "rows": [{"model": "mdn", "NLL": 23.4}, {"model": "rssm", "NLL": 22.625}], "images": ["openloop.png"]})
+    save_png(run.root / "compare" / "openloop.png", frames[0])
     return run
 
 
@@ -54,6 +59,15 @@ def test_scores_show_length_and_source_and_literature_apart(tmp_path):
     assert "<td>13</td><td>7.2</td><td>80</td>" in page  # per-episode: seed, return, length
     assert "final_latent_distance" in page  # foresight.json has its own section, not a score row
     assert "&quot;seed&quot;: 7" in page and "&quot;torch&quot;: &quot;2.13&quot;" in page  # seeds and versions
+
+
+def test_benchmark_comparisons_on_the_run_s_data_get_a_section(tmp_path):
+    run = fake_results(tmp_path / "run")
+    out = tmp_path / "page"
+    page = write_report(run, out).read_text()
+    assert "<h2>Memory models compared</h2><p>same episodes, same VAE</p>" in page
+    assert "<tr><td>rssm</td><td>22.6</td></tr>" in page
+    assert '<img alt="openloop" src="media/openloop.png">' in page and (out / "media" / "openloop.png").exists()
 
 
 def test_report_on_custom_env_has_no_literature_rows(tmp_path):
@@ -124,7 +138,7 @@ def check_in_browser(page, tmp_path) -> dict:
 def test_fake_run_report_loads_in_a_headless_browser(tmp_path):
     checked = check_in_browser(write_report(fake_results(tmp_path / "run")), tmp_path)
     assert checked["failed"] == checked["images"] == checked["videos"] == []
-    assert checked["imageCount"] == 5 and checked["videoCount"] == 1  # 2 losses, CMA-ES, histogram, filmstrip
+    assert checked["imageCount"] == 6 and checked["videoCount"] == 1  # 2 losses, CMA-ES, histogram, compare, filmstrip
 
 
 @pytest.mark.slow

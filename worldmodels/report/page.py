@@ -1,6 +1,7 @@
 """``wm report``: one HTML page of a run in a folder of its own (``OUT/index.html`` beside ``OUT/media/``),
 linked relatively so the folder can be moved or served: scores with their sources, per-episode scores,
-learning curves with rounds marked, reconstructions and dreams, playable videos, config and versions.
+learning curves with rounds marked, reconstructions and dreams, comparisons benchmarks made on the
+run's data, playable videos, config and versions.
 """
 
 from __future__ import annotations
@@ -161,6 +162,23 @@ def foresight_section(run: RunDir) -> list[str]:
             _details("planner", _pre(s.get("planner")))]
 
 
+def comparisons_section(run: RunDir, out: Path, media: Path) -> list[str]:
+    """Tables that benchmarks wrote about this run's data: ``RUN/compare/NAME.json`` holds ``title``,
+    ``description``, ``columns``, ``rows`` (dicts keyed by column) and ``images`` (files in ``RUN/compare``),
+    e.g. ``benchmarks/memories.py``'s memory models trained on the same episodes and VAE."""
+    parts = []
+    for path in sorted((run.root / "compare").glob("*.json")):
+        c = json.loads(path.read_text())
+        parts += [f"<h2>{html.escape(c['title'])}</h2>", f"<p>{html.escape(c.get('description', ''))}</p>",
+                  table(c["rows"], c["columns"])]
+        for name in c.get("images", []):
+            image = path.parent / Path(name).name
+            if image.exists():
+                shutil.copyfile(image, media / image.name)
+                parts.append(_img(media / image.name, out, image.stem))
+    return parts
+
+
 def config_section(run: RunDir, meta: dict, pipeline: dict) -> list[str]:
     """Collapsible JSON: the env and collections (with seeds), versions, and every stage's config."""
     parts = [_details("environment (run.json)", _pre(meta.get("env"))),
@@ -238,6 +256,7 @@ def write_report(run: RunDir, out: str | Path | None = None) -> Path:
                         "reconstruction; then real frames over the dream, the memory model's open-loop mean "
                         "prediction from the first frame fed the episode's actions.</p>")
         sections += [_img(p, out, name) for name, p in strips.items()]
+    sections += comparisons_section(run, out, media)
     sections += videos_section(run, out, media)
     sections += config_section(run, meta, pipeline)
     page = f"""<!doctype html>
