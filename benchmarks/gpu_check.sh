@@ -53,6 +53,8 @@ step train_on_device 45 "$PY" benchmarks/train.py "${TRAIN[@]}" --frames-on-devi
 step dream 90 "$PY" benchmarks/dream.py "${DREAM[@]}" && cp benchmarks/out/dream.json "$LOG/dream.json"
 step planning 45 "$PY" benchmarks/planning.py "${PLAN[@]}" && cp benchmarks/out/planning.json "$LOG/planning.json"
 step collect 80 "$PY" benchmarks/collect.py "${COLLECT[@]}" && cp benchmarks/out/collect.json "$LOG/collect.json"
+[ "$MODE" = cuda ] && step projection 180 "$PY" benchmarks/projection.py --preset paper gpu --device cuda --budget 5 \
+  && cp benchmarks/out/projection-paper.json benchmarks/out/projection-gpu.json "$LOG/"
 
 "$PY" - "$LOG" "$MODE" <<'EOF'
 """One table from the steps' JSON and logs: figure, goal (issue 14, on an H100/H200-class GPU), met."""
