@@ -235,6 +235,7 @@ def main() -> None:
     parser.add_argument("--reference-seeds", type=int, nargs="+", default=[0],
                         help="pipeline seeds that PPO, real-env CMA-ES and CEM-MPC are run for")
     parser.add_argument("--ablation-seed", type=int, default=0)
+    parser.add_argument("--cached-only", action="store_true", help="print what finished; compute nothing new")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     torch.set_num_threads(args.workers or 2)
@@ -244,6 +245,9 @@ def main() -> None:
     evals = {s: {a: json.loads((root / f"laptop_s{s}" / "eval" / f"{a}.json").read_text())
                  for a in ("controller", "random")} for s in args.seeds}
     rows = []
+
+    def part(path: Path, compute, *compute_args) -> dict | None:
+        return None if args.cached_only and not path.exists() else cached(path, compute, *compute_args)
 
     def row(agent: str, seed: int, returns, real_steps, seconds, note: str = "") -> None:
         rows.append({"agent": agent, "seed": seed, "mean": float(np.mean(returns)), "std": float(np.std(returns)),
@@ -260,18 +264,18 @@ def main() -> None:
         base = RunDir(root / f"laptop_s{s}")
         steps = pipeline[s]["real_env_steps"]
         if "ppo" not in skip:
-            r = cached(root / f"ppo_pixels_s{s}.json", ppo_on_pixels, base, args.ppo_seconds * args.cores, s,
-                       PRESET.eval_episodes, root / f"ppo_pixels_s{s}")
-            row("SB3 PPO from pixels, equal compute", s, r["returns"], r["env_steps"], r["seconds"],
+            r = part(root / f"ppo_pixels_s{s}.json", ppo_on_pixels, base, args.ppo_seconds * args.cores, s,
+                     PRESET.eval_episodes, root / f"ppo_pixels_s{s}")
+            r and row("SB3 PPO from pixels, equal compute", s, r["returns"], r["env_steps"], r["seconds"],
                 f"{r['cpu_seconds']:.0f} CPU-s ({args.ppo_seconds:.0f} s x {args.cores} cores)")
         if "real-cma" not in skip:
-            r = cached(root / f"realcma_s{s}.json", real_cma, base, root / f"realcma_s{s}", steps["checks"], s,
-                       args.workers)
-            row("CMA-ES in the real env, equal real steps", s, r["returns"], steps["episodes"] + r["env_steps"],
+            r = part(root / f"realcma_s{s}.json", real_cma, base, root / f"realcma_s{s}", steps["checks"], s,
+                     args.workers)
+            r and row("CMA-ES in the real env, equal real steps", s, r["returns"], steps["episodes"] + r["env_steps"],
                 r["seconds"], f"{r['generations']} generations x 8")
         if "cem" not in skip:
-            r = cached(root / f"cem_s{s}.json", cem_mpc, base, s, args.workers)
-            row(f"CEM-MPC in the memory model (H={CEM['horizon']}, N={CEM['candidates']}, I={CEM['iterations']})",
+            r = part(root / f"cem_s{s}.json", cem_mpc, base, s, args.workers)
+            r and row(f"CEM-MPC in the memory model (H={CEM['horizon']}, N={CEM['candidates']}, I={CEM['iterations']})",
                 s, r["returns"], steps["episodes"], 0, f"{1000 * r['per_decision']:.0f} ms per decision")
 
     lines = ["| agent | seed | full-episode return | tracks won vs random | real env steps | training wall clock (s) | note |",
@@ -279,8 +283,10 @@ def main() -> None:
     for r in rows:
         lines.append(f"| {r['agent']} | {r['seed']} | {r['mean']:.1f} +- {r['std']:.1f} | {r['wins']}/{r['tracks']} | "
                      f"{r['real_steps']:,} | {r['seconds']:.0f} | {r['note']} |")
-    means = [float(np.mean(evals[s]["controller"]["returns"])) for s in args.seeds]
-    lines.append(f"| **dream controller, {len(args.seeds)} seeds** | | **{mean_std(means)}** | | | | std over seeds |")
+    for agent in dict.fromkeys(r["agent"] for r in rows):
+        means = [r["mean"] for r in rows if r["agent"] == agent]
+        if len(means) > 1:
+            lines.append(f"| **{agent}, {len(means)} seeds** | | **{mean_std(means)}** | | | | std over seeds |")
     lines += [f"| {name} [{ref}] | | {m:.0f} +- {sd:.0f} | | | | literature: {LITERATURE_SETTING} |"
               for name, m, sd, ref in LITERATURE]
     table = "\n".join(lines)
@@ -289,8 +295,8 @@ def main() -> None:
     if "ablations" not in skip:
         s, base = args.ablation_seed, RunDir(root / f"laptop_s{args.ablation_seed}")
         for i, name in enumerate(ABLATIONS):
-            ablations.append(cached(root / f"ablate_s{s}_{i}.json", ablation, base, root / f"ablate_s{s}_{i}", name, s,
-                                    args.workers))
+            a = part(root / f"ablate_s{s}_{i}.json", ablation, base, root / f"ablate_s{s}_{i}", name, s, args.workers)
+            ablations += [a] if a else []
         random_returns = evals[s]["random"]["returns"]
         lines = [f"| round 2 of seed {s}'s run | full-episode return | tracks won vs random | real-env check steps | "
                  "memory + CMA-ES (s) |", "|---|---:|---:|---:|---:|"]
