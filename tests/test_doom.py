@@ -90,7 +90,9 @@ def test_take_cover_end_to_end_with_deaths_as_done_labels(tmp_path: Path):
     np.testing.assert_array_equal(obs, process_frame(info["state"]["screen"], PixelConfig()))
     np.testing.assert_array_equal(obs, episodes[0]["obs"][0])
     assert main(["train", "vision", *r, "--epochs", "1", "--z-dim", "16"]) == 0
-    assert main(["train", "memory", *r, "--epochs", "1", "--hidden-size", "32", "--seq-len", "64"]) == 0
+    assert main(["train", "memory", *r, "--epochs", "1", "--hidden-size", "32", "--seq-len", "64",
+                 "--done-weight", "20"]) == 0
+    assert json.loads((run.memory / "config.json").read_text())["config"]["done_weight"] == 20.0
     done = [e["done"] for e in load_latents(run, list(list_episodes(run.latents)))]
     assert [d.sum() for d in done] == [1.0, 1.0] and all(d[-1] == 1.0 for d in done)  # what the done head learns
     assert main(["dream", *r, "--generations", "1", "--population", "4", "--rollouts", "2", "--dream-steps", "30",

@@ -53,6 +53,9 @@ class MemoryTrainConfig(FitConfig):
     """Memory batches per epoch."""
     reward_weight: float = 1.0
     """Weight of the reward loss against the latent NLL (which is tens of nats)."""
+    done_weight: float = 1.0
+    """Weight of the done loss (BCE, terminal steps weighted x10) against the latent NLL: deaths that end
+    the dream (VizDoom) are one step per episode, and h learns to foresee them only if they weigh."""
     reward_smoothing: int = 1
     """Train the reward head on rewards spread over this many steps before each (1: none; see smooth_rewards)."""
     done_label: str = field(default="terminated", metadata={"choices": list(DONE_LABELS)})
@@ -64,7 +67,7 @@ class MemoryTrainConfig(FitConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         require_at_least(self, 1, "seq_len", "hidden_size", "batches_per_epoch", "reward_smoothing")
-        require_at_least(self, 0, "reward_weight", "grad_clip")
+        require_at_least(self, 0, "reward_weight", "done_weight", "grad_clip")
 
 
 def sequence_batches(data: SequenceBatcher, batch_size: int, count: int) -> Iterator[dict]:
@@ -73,11 +76,12 @@ def sequence_batches(data: SequenceBatcher, batch_size: int, count: int) -> Iter
         yield {k: torch.from_numpy(v) for k, v in data.sample(batch_size).items()}
 
 
-def memory_model_config(kind: str, z_dim: int, action_dim: int, hidden_size: int, reward_weight: float = 1.0):
+def memory_model_config(kind: str, z_dim: int, action_dim: int, hidden_size: int, reward_weight: float = 1.0,
+                        done_weight: float = 1.0):
     if kind not in MEMORY_MODELS:
         raise UserError(f"unknown memory model {kind!r}; choose one of {', '.join(MEMORY_MODELS)}")
     return MEMORY_CONFIGS[kind](z_dim=z_dim, action_dim=action_dim, hidden_size=hidden_size,
-                                reward_weight=reward_weight)
+                                reward_weight=reward_weight, done_weight=done_weight)
 
 
 def fit_memory(run: RunDir, config: MemoryTrainConfig, model_config, target: Path, device: torch.device,
@@ -128,7 +132,7 @@ def train_memory(run: RunDir, config: MemoryTrainConfig, resume: bool = True, pr
     distributed.on_main(encode_latents, run, device, progress=progress)
     action_spec = run.action_spec()
     model_config = memory_model_config(config.kind, vae.z_dim, action_spec.dim, config.hidden_size,
-                                       config.reward_weight)
+                                       config.reward_weight, config.done_weight)
     vision_id = weights_id(run.vision)
     # retrain on new episodes, a new vision model or other targets (smoothed rewards, done labels)
     data = [vision_id, f"reward_smoothing={config.reward_smoothing}", f"done_label={config.done_label}",
