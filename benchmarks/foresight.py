@@ -57,10 +57,11 @@ GOAL_ENVS = {
 def build(run: RunDir, env: GoalEnv, args) -> float:
     """Collect and train (each stage skipped when complete); returns the seconds spent."""
     start = time.perf_counter()
-    collect(run, CollectConfig(env=env.spec, episodes=args.episodes, agent="brownian", workers=1,
+    collect(run, CollectConfig(env=env.spec, episodes=args.episodes, agent=args.agent, workers=1,
                                env_kwargs=env.kwargs), progress=False)
     train_vision(run, VisionTrainConfig(epochs=args.vision_epochs, z_dim=args.z_dim, kl_tolerance=args.kl_tolerance,
-                                        salient_weight=args.salient_weight, device="cpu"), progress=False)
+                                        salient_weight=args.salient_weight, kl_weight=args.kl_weight,
+                                        device="cpu"), progress=False)
     train_memory(run, MemoryTrainConfig(epochs=args.memory_epochs, hidden_size=128, seq_len=32, batch_size=32,
                                         batches_per_epoch=50, device="cpu"), progress=False)
     return time.perf_counter() - start
@@ -115,8 +116,9 @@ def benchmark(name: str, run: RunDir, args) -> dict:
     print(f"\n{name} visual foresight: {args.pairs} start/goal pairs, {args.steps} steps, success = final "
           f"distance < {args.threshold}; planner H={planner.horizon} N={planner.candidates} I={planner.iterations} "
           f"K={planner.elites}, {args.cost} cost ({args.cost_on}); world model built in {train_seconds:.0f} s "
-          f"({args.episodes} brownian episodes, VAE {args.vision_epochs} epochs z={args.z_dim} kl_tolerance "
-          f"{args.kl_tolerance} salient_weight {args.salient_weight}, MDN-RNN h=128), planning {plan_seconds:.0f} s")
+          f"({args.episodes} {args.agent} episodes, VAE {args.vision_epochs} epochs z={args.z_dim} kl_tolerance "
+          f"{args.kl_tolerance} salient_weight {args.salient_weight} kl_weight {args.kl_weight}, MDN-RNN h=128), "
+          f"planning {plan_seconds:.0f} s")
     print("| policy | success | mean final distance |\n|---|---:|---:|")
     summary = {"train_seconds": train_seconds, "plan_seconds": plan_seconds}
     for policy, distances in results.items():
@@ -133,11 +135,14 @@ def main() -> None:
     parser.add_argument("--run", default=None, help="parent of the runs, one per env (default: a temporary one)")
     parser.add_argument("--pairs", type=int, default=20)
     parser.add_argument("--episodes", type=int, default=100)
+    parser.add_argument("--agent", choices=["brownian", "random"], default="brownian",
+                        help="collection policy: brownian (smooth actions) or random (uniform, independent per step)")
     parser.add_argument("--vision-epochs", type=int, default=3)
     parser.add_argument("--memory-epochs", type=int, default=12)
     parser.add_argument("--z-dim", type=int, default=16)
     parser.add_argument("--kl-tolerance", type=float, default=0.5)
     parser.add_argument("--salient-weight", type=float, default=0.0, help="VAE reconstruction weight (0: plain)")
+    parser.add_argument("--kl-weight", type=float, default=1.0, help="VAE beta (1: plain)")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--threshold", type=float, default=0.1)
     parser.add_argument("--cost", choices=COSTS, default="latent")

@@ -14,6 +14,7 @@ class VAEConfig:
     z_dim: int = 32  # latent size
     kl_tolerance: float = 0.5  # free bits: KL per sample is at least kl_tolerance * z_dim nats
     salient_weight: float = 0.0  # extra weight of pixels unlike the batch's mean frame (0: Ha's plain loss)
+    kl_weight: float = 1.0  # beta of a beta-VAE: the KL term's weight in the loss
 
 
 class ConvVAE(nn.Module):
@@ -68,7 +69,7 @@ class ConvVAE(nn.Module):
         """Ha's VAE loss on uint8 frames [B, 64, 64, 3]; scalars averaged over the batch.
 
         ``recon``: squared error summed over pixels and channels (in [0, 1] units); ``kl``: KL to
-        N(0, I) summed over latent dims, floored at ``kl_tolerance * z_dim``; ``loss = recon + kl``.
+        N(0, I) summed over latent dims, floored at ``kl_tolerance * z_dim``; ``loss = recon + kl_weight * kl``.
         With ``salient_weight`` w > 0, each pixel's squared error is weighted by ``1 + w * s``, where the
         salience s in [0, 1] is the pixel's largest channel difference from the batch's mean frame: a
         small moving object (a 4-pixel dot) then costs as much as the background it would otherwise be
@@ -83,7 +84,7 @@ class ConvVAE(nn.Module):
         recon_loss = error.sum(dim=(1, 2, 3)).mean()
         kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(dim=1)
         kl = kl.clamp(min=self.config.kl_tolerance * self.z_dim).mean()
-        return {"loss": recon_loss + kl, "recon": recon_loss, "kl": kl}
+        return {"loss": recon_loss + self.config.kl_weight * kl, "recon": recon_loss, "kl": kl}
 
 
 def frames_to_uint8(x: Tensor) -> np.ndarray:

@@ -40,11 +40,14 @@ class VisionTrainConfig(FitConfig):
     salient_weight: float = 0.0
     """Reconstruction weight 1 + this x (a pixel's difference from the batch's mean frame, in [0, 1]): keeps
     small objects the plain loss (0) blurs away, e.g. PointMass's 4-pixel dot."""
+    kl_weight: float = 1.0
+    """beta of a beta-VAE (Higgins et al. 2017): the KL term's weight; above 1 trades reconstruction for a
+    smoother latent."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
         require_at_least(self, 1, "z_dim")
-        require_at_least(self, 0, "kl_tolerance", "salient_weight")
+        require_at_least(self, 0, "kl_tolerance", "salient_weight", "kl_weight")
 
 
 def frame_batches(frames: torch.Tensor, batch_size: int, generator: torch.Generator) -> Iterator[dict]:
@@ -99,7 +102,7 @@ def train_vision(run: RunDir, config: VisionTrainConfig, resume: bool = True, pr
         raise UserError(f"no episodes in {run.episodes}: run `wm collect ENV --run {run.root}` first")
     check_episodes(list(episodes.values()), run.action_spec())
     model_config = VAEConfig(z_dim=config.z_dim, kl_tolerance=config.kl_tolerance,
-                             salient_weight=config.salient_weight)
+                             salient_weight=config.salient_weight, kl_weight=config.kl_weight)
     with staged(run.vision, resume) as target:
         distributed.on_main(prepare_stage, target, "vae", model_config)
         done = already_done(target, config.epochs, list(episodes))
