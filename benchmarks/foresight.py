@@ -1,9 +1,10 @@
 """Visual foresight on the goal envs: success rate over random start/goal pairs vs two model-free baselines.
 
 For each env of ``--envs`` (PointMass: a dot; Reacher2Link: a 2-link arm pose), builds a world model
-in ``--run``/ENV (default a temp dir; finished stages are kept and skipped): ``--episodes`` brownian
-episodes, ConvVAE (``--vision-epochs``, ``--z-dim``, ``--kl-tolerance``, ``--salient-weight``),
-MDN-RNN (h=128). Then, for ``--pairs`` start/goal pairs (uniform: PointMass positions in
+in ``--run``/ENV (default a temp dir; finished stages are kept and skipped): ``--episodes`` episodes
+of ``--agent`` (brownian, or random: independent actions, which the memory model must then learn to
+use), ConvVAE (``--vision-epochs``, ``--z-dim``, ``--kl-tolerance``, ``--kl-weight``,
+``--salient-weight``), MDN-RNN (h=128, ``--memory-epochs``). Then, for ``--pairs`` start/goal pairs (uniform: PointMass positions in
 [0.15, 0.85]^2, arm angles in [-pi, pi)^2), runs ``--steps`` real steps of
   - visual foresight: CEM MPC on the ``--cost`` to the goal image, which is the env's render of the
     goal state at its own size (``wm goal-image``) put through the run's pixel pipeline,
@@ -13,6 +14,7 @@ Success: final ground-truth distance (the env's ``distance()``) < ``--threshold`
 table per env; saves ``benchmarks/out/foresight.json``.
 
     python benchmarks/foresight.py [--envs PointMass Reacher2Link --pairs 20 --episodes 100]
+    python benchmarks/foresight.py --agent random --vision-epochs 10 --salient-weight 20 --horizon 16  # issue 18
 """
 
 from __future__ import annotations

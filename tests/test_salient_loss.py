@@ -33,7 +33,20 @@ def test_dropping_the_dot_costs_more_than_an_equal_plain_error_elsewhere() -> No
     assert recon_loss(20.0, frames[:1], no_dot[:1]) == pytest.approx(recon_loss(0.0, frames[:1], no_dot[:1]))
 
 
-def test_the_option_is_a_training_flag_checked_once() -> None:
+def test_kl_weight_scales_the_kl_term_only() -> None:
+    frames = torch.from_numpy(PointMass.draw([0.5, 0.5]))[None].expand(4, -1, -1, -1)
+    losses = {}
+    for beta in (1.0, 4.0):
+        torch.manual_seed(0)
+        losses[beta] = ConvVAE(VAEConfig(z_dim=4, kl_tolerance=0.0, kl_weight=beta)).loss(frames)
+    assert torch.allclose(losses[4.0]["kl"], losses[1.0]["kl"]) and losses[1.0]["kl"] > 0
+    assert torch.allclose(losses[4.0]["loss"], losses[1.0]["recon"] + 4 * losses[1.0]["kl"])
+
+
+def test_the_options_are_training_flags_checked_once() -> None:
     assert VisionTrainConfig().salient_weight == VAEConfig().salient_weight == 0.0  # Ha's loss by default
+    assert VisionTrainConfig().kl_weight == VAEConfig().kl_weight == 1.0
     with pytest.raises(UserError, match="--salient-weight must be at least 0"):
         VisionTrainConfig(salient_weight=-1.0)
+    with pytest.raises(UserError, match="--kl-weight must be at least 0"):
+        VisionTrainConfig(kl_weight=-1.0)
