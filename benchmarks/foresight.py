@@ -27,11 +27,18 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from worldmodels.agents.cem import planner_config
 from worldmodels.collect.collector import CollectConfig, collect
 from worldmodels.collect.driver import drive
-from worldmodels.planning.foresight import COST_ON, COSTS, ForesightConfig, visual_foresight
+from worldmodels.planning.foresight import (
+    COST_ON,
+    COSTS,
+    ForesightConfig,
+    predicted_latents,
+    visual_foresight,
+)
 from worldmodels.planning.goals import GoalImageConfig, goal_frame, render_goal
 from worldmodels.runs.artifacts import load_memory, load_vision
 from worldmodels.runs.rundir import RunDir
@@ -91,6 +98,31 @@ def baseline(env, options: dict, seed: int, steps: int, hold: bool) -> float:
     return env.unwrapped.distance()
 
 
+@torch.no_grad()
+def prediction_error(run: RunDir, vision, memory, goal_env: GoalEnv, steps: int = 6, starts: int = 20,
+                     sequences: int = 8) -> tuple[float, float]:
+    """How well the memory model predicts what actions do: the mean squared latent error (latent units^2) of its
+    ``steps``-step predictions (from a fresh state, like a first decision; ``sequences`` uniform random action
+    sequences from each of ``starts`` random states) against the real frames' VAE means, and the same error of
+    predicting no motion (the start's latent throughout)."""
+    env, rng = run.make_env(max_steps=None), np.random.default_rng(7)
+    model, still = [], []
+    for _ in range(starts):
+        options = {goal_env.state: rng.uniform(goal_env.low, goal_env.high, 2).tolist()}
+        actions = rng.uniform(-1, 1, (sequences, steps, 2)).astype(np.float32)
+        real = []
+        for sequence in actions:
+            start, _ = env.reset(seed=0, options=options)
+            real.append(vision.encode(torch.as_tensor(np.stack([env.step(a)[0] for a in sequence])))[0])
+        z = vision.encode(torch.as_tensor(start[None]))[0]
+        real = torch.stack(real)  # [sequences, steps, Z]
+        predicted = predicted_latents(memory, memory.initial_state(1), z, torch.as_tensor(actions))
+        model.append((predicted - real).square().sum(-1).mean().item())
+        still.append((z - real).square().sum(-1).mean().item())
+    env.close()
+    return float(np.mean(model)), float(np.mean(still))
+
+
 def benchmark(name: str, run: RunDir, args) -> dict:
     """Build the world model of goal env ``name`` in ``run``, then the three policies on ``args.pairs`` pairs."""
     goal_env = replace(GOAL_ENVS[name], kwargs={"radius": args.radius}) if name == "PointMass" else GOAL_ENVS[name]
@@ -115,14 +147,17 @@ def benchmark(name: str, run: RunDir, args) -> dict:
         results["random"].append(baseline(env, options, i, args.steps, hold=False))
         results["zero-order hold"].append(baseline(env, options, i, args.steps, hold=True))
     plan_seconds = time.perf_counter() - start
+    error, still = prediction_error(run, vision, memory, goal_env)
     print(f"\n{name} visual foresight: {args.pairs} start/goal pairs, {args.steps} steps, success = final "
           f"distance < {args.threshold}; planner H={planner.horizon} N={planner.candidates} I={planner.iterations} "
           f"K={planner.elites}, {args.cost} cost ({args.cost_on}); world model built in {train_seconds:.0f} s "
           f"({args.episodes} {args.agent} episodes, VAE {args.vision_epochs} epochs z={args.z_dim} kl_tolerance "
           f"{args.kl_tolerance} salient_weight {args.salient_weight} kl_weight {args.kl_weight}, MDN-RNN h=128), "
-          f"planning {plan_seconds:.0f} s")
+          f"planning {plan_seconds:.0f} s; memory model's 6-step prediction error {error:.2f} (latent units^2; "
+          f"predicting no motion: {still:.2f})")
     print("| policy | success | mean final distance |\n|---|---:|---:|")
-    summary = {"train_seconds": train_seconds, "plan_seconds": plan_seconds}
+    summary = {"train_seconds": train_seconds, "plan_seconds": plan_seconds, "prediction_error": error,
+               "no_motion_error": still}
     for policy, distances in results.items():
         d = np.array(distances)
         summary[policy] = {"success": float((d < args.threshold).mean()), "mean_distance": float(d.mean()),
