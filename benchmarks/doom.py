@@ -6,7 +6,9 @@
 Runs (or resumes; a finished seed is only read back) ``wm run ENV --preset doom --seed S`` into
 ``ROOT/doom_sS`` for each seed and prints one row per seed: steps survived by the dream-trained
 controller and by the random policy over the same 100 real episodes (mean +- std), episodes that
-reached the 2,100-step cap, minutes per stage; then the mean over seeds. With ``--taus``, the
+reached the 2,100-step cap, minutes per stage; then the mean over seeds, and whether each seed's
+dream kills (``world_model_checks``: the done head at held-out deaths, the random policy's survival
+in the dream). With ``--taus``, the
 temperature table of Ha & Schmidhuber (their Table 2): on ``--tau-seed``'s data, vision and memory
 models, a fresh controller per temperature tau (the preset's CMA-ES, same budget and seed, in
 ``ROOT/doom_sS/controller_tauT``; the preset's own tau is the pipeline's controller), its dream
@@ -24,19 +26,24 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import torch
 from common import machine
 
 from worldmodels.core.device import pick_device
 from worldmodels.dream.cma import dream_score, train_cma
-from worldmodels.dream.imagine import BatchedDream, dream_starts
+from worldmodels.dream.imagine import BatchedDream, dream_starts, rollout_population
 from worldmodels.evaluation.evaluate import evaluate
 from worldmodels.pipeline import presets, run_pipeline
 from worldmodels.runs.artifacts import load_controller, load_world_model
+from worldmodels.runs.episodes import list_episodes
 from worldmodels.runs.rundir import RunDir, atomic_write_json
+from worldmodels.training.fit import split_episodes
+from worldmodels.training.latents import load_latents
 
 
-def seed_result(env: str, preset: str, root: Path, seed: int, workers: int | None) -> dict:
-    """One seed's pipeline summary (run or read back) with the controller's and random's survival."""
+def seed_result(env: str, preset: str, root: Path, seed: int, workers: int | None, dreams: int) -> dict:
+    """One seed's pipeline summary (run or read back) with the controller's and random's survival and
+    the checks of its world model (``world_model_checks``)."""
     run = RunDir(root / f"{preset}_s{seed}")
     path = run.root / "pipeline.json"
     summary = json.loads(path.read_text()) if path.exists() else run_pipeline(env, run, preset, workers, seed=seed)
@@ -45,7 +52,52 @@ def seed_result(env: str, preset: str, root: Path, seed: int, workers: int | Non
     return {"seed": seed, "controller": summary["scores"]["controller"], "random": summary["scores"]["random"],
             "capped": {a: int(np.sum(np.array(v) >= cap)) for a, v in lengths.items()}, "cap": cap,
             "real_env_steps": summary["real_env_steps"], "seconds": summary["seconds"],
-            "minutes": sum(summary["seconds"].values()) / 60}
+            "minutes": sum(summary["seconds"].values()) / 60,
+            "checks": world_model_checks(run, presets(env)[preset], seed, dreams)}
+
+
+@torch.no_grad()
+def world_model_checks(run: RunDir, preset, seed: int, dreams: int) -> dict:
+    """Does the dream kill? (read back from ``RUN/doom_checks.json`` once computed)
+
+    ``done_head``: the memory model's P(done), teacher-forced on the latent means of its held-out
+    episodes that end in a death: at the death step, over the 5 steps before, elsewhere, and how
+    many deaths it calls (P > the dream's done threshold). ``random_in_dream``: steps the uniform
+    random policy survives in ``dreams`` dreams at the preset's temperature and length (the real
+    game's random row is the comparison).
+    """
+    path = run.root / "doom_checks.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    memory = load_world_model(run, "cpu").memory
+    config = preset.cma.dream
+    _, val = split_episodes(list(list_episodes(run.latents)), preset.memory.val_fraction, seed)
+    at, before, rest = [], [], []
+    for e in load_latents(run, val, done_label=preset.memory.done_label):
+        if not e["done"][-1]:
+            continue
+        z, action, state, p = torch.from_numpy(e["mu"][:-1]), torch.from_numpy(e["action"]), memory.initial_state(1), []
+        for t in range(len(action)):
+            state = memory.step(state, z[t:t + 1], action[t:t + 1])
+            p.append(float(torch.sigmoid(memory.predict(state).done_logit)))
+        at.append(p[-1])
+        before.append(np.mean(p[-6:-1]))
+        rest.append(np.mean(p[:-6]))
+    dream = BatchedDream(memory, dream_starts(run.latents, config), run.action_spec(), config, "cpu")
+    dream.seed(seed)
+    g = torch.Generator().manual_seed(seed)
+    survival, _ = rollout_population(dream, lambda obs: torch.randint(0, run.action_spec().dim, obs.shape[:2],
+                                                                         generator=g), 1, dreams)
+    def mean(xs: list) -> float:
+        return float(np.mean(xs)) if xs else float("nan")  # nan: no held-out episode ended in a death
+
+    checks = {"done_head": {"episodes": len(at), "at_death": mean(at), "five_before": mean(before),
+                            "elsewhere": mean(rest), "called": int(np.sum(np.array(at) > config.done_threshold)),
+                            "threshold": config.done_threshold},
+              "random_in_dream": {"mean": float(survival.mean()), "std": float(survival.std()), "dreams": dreams,
+                                  "temperature": config.temperature, "max_steps": config.max_steps}}
+    atomic_write_json(path, checks)
+    return checks
 
 
 def tau_view(run: RunDir, tau: float) -> RunDir:
@@ -94,7 +146,7 @@ def main() -> None:
     parser.add_argument("--tau-seed", type=int, default=0, help="the pipeline seed whose data the tau table uses")
     parser.add_argument("--dreams", type=int, default=100, help="dreams per dream score")
     args = parser.parse_args()
-    rows = [seed_result(args.env, args.preset, args.root, s, args.workers) for s in args.seeds]
+    rows = [seed_result(args.env, args.preset, args.root, s, args.workers, args.dreams) for s in args.seeds]
     print("| seed | controller (steps survived) | random | episodes at the cap (controller, random) | "
           "real env steps (episodes + checks) | minutes |")
     print("|---:|---:|---:|---:|---:|---:|")
@@ -103,6 +155,13 @@ def main() -> None:
         print(f"| {r['seed']} | {c['mean']:.1f} +- {c['std']:.1f} | {rnd['mean']:.1f} +- {rnd['std']:.1f} | "
               f"{r['capped']['controller']}, {r['capped']['random']} of {c['episodes']} | "
               f"{steps['episodes']} + {steps['checks']} | {r['minutes']:.1f} |")
+    print("\n| seed | P(done) at deaths (5 steps before; elsewhere) | deaths called | random policy in the dream |")
+    print("|---:|---:|---:|---:|")
+    for r in rows:
+        d, g = r["checks"]["done_head"], r["checks"]["random_in_dream"]
+        print(f"| {r['seed']} | {d['at_death']:.2f} ({d['five_before']:.2f}; {d['elsewhere']:.3f}) | "
+              f"{d['called']}/{d['episodes']} | {g['mean']:.0f} +- {g['std']:.0f} (tau {g['temperature']:g}, "
+              f"<= {g['max_steps']} steps) |")
     means = np.array([r["controller"]["mean"] for r in rows])
     randoms = np.array([r["random"]["mean"] for r in rows])
     print(f"\ncontroller over {len(rows)} seeds ({rows[0]['controller']['episodes']} episodes of at most "
