@@ -183,6 +183,18 @@ def test_no_resume_starts_over(trained_run, tmp_path):
     assert torch.load(run.memory / "last.pt", weights_only=True)["step"] == s["steps"] < 36
 
 
+def test_memory_trains_afresh_after_the_vision_model_changes(trained_run, tmp_path, capsys):
+    run = RunDir(copy_run(trained_run, tmp_path / "run"))
+    old = summary(run.memory)
+    assert wm("vision", "--run", run.root, "--no-resume", "--epochs", "1", "--batch-size", "64") == 0
+    capsys.readouterr()
+    assert wm("memory", "--run", run.root, "--epochs", "3", *MEMORY_FLAGS) == 0  # resumable, but not on new latents
+    assert "vision model changed" in capsys.readouterr().out
+    s = summary(run.memory)
+    assert s["vision"] != old["vision"] and [h["epoch"] for h in s["history"]] == [1, 2, 3]
+    assert s["history"] != old["history"]  # three new epochs, not the old ones resumed past
+
+
 # ----------------------------------------------------------------------------- mismatches
 
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ from worldmodels.dream.imagine import imagine
 from worldmodels.models import MEMORY_CONFIGS, MEMORY_MODELS, ConvVAE
 from worldmodels.runs.artifacts import (
     check_memory_fits,
+    load_state,
     load_vision,
     weights_id,
 )
@@ -124,6 +126,17 @@ def fit_memory(run: RunDir, config: MemoryTrainConfig, model_config, target: Pat
     return summary
 
 
+def trained_on_vision(directory: Path) -> str | None:
+    """The id of the vision model whose latents the memory stage in ``directory`` was trained on
+    (finished: ``summary.json``; interrupted: ``last.pt``'s data), None when it holds none."""
+    if (directory / "summary.json").exists():
+        return json.loads((directory / "summary.json").read_text()).get("vision")
+    if (directory / "last.pt").exists():
+        data = load_state(directory / "last.pt").get("data") or [None]
+        return data[0]
+    return None
+
+
 def train_memory(run: RunDir, config: MemoryTrainConfig, resume: bool = True, progress: bool = True) -> dict:
     """Train the MDN-RNN or VRNN on the run's latent sequences."""
     device = pick_device(config.device)
@@ -137,6 +150,10 @@ def train_memory(run: RunDir, config: MemoryTrainConfig, resume: bool = True, pr
     # retrain on new episodes, a new vision model or other targets (smoothed rewards, done labels)
     data = [vision_id, f"reward_smoothing={config.reward_smoothing}", f"done_label={config.done_label}",
             *list_episodes(run.latents)]
+    previous = trained_on_vision(run.memory) if resume else None
+    if previous is not None and previous != vision_id:  # its weights read another latent space
+        print("memory: the vision model changed since the memory model was trained: training afresh")
+        resume = False
     with staged(run.memory, resume) as target:
         distributed.on_main(prepare_stage, target, config.kind, model_config)
         summary = already_done(target, config.epochs, data)
