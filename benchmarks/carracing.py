@@ -61,7 +61,7 @@ ABLATIONS = {
     "preset": ({}, {}),
     "full action range (no gas cap, brake allowed)": ({}, dict(action_low=None, action_high=None)),
     "dreams from first frames only": ({}, dict(dream=replace(PRESET.cma.dream, start="first"))),
-    "no off-track done label": (dict(done_label=None), {}),
+    "no off-track done label": (dict(done_label="terminated"), {}),
     "checks of the mean only, on 250 steps": ({}, dict(select_candidates=1, real_max_steps=250)),
     "a lever not in the preset: dream temperature 1.15": ({}, dict(dream=replace(PRESET.cma.dream, temperature=1.15))),
 }
