@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import cv2
+import imageio_ffmpeg
 import numpy as np
 import pytest
 
@@ -84,6 +85,20 @@ def test_video_shows_real_frames_beside_the_reconstruction(trained_catch, tmp_pa
         assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) in {length + 1 for length in results["lengths"]}
         assert video.get(cv2.CAP_PROP_FOURCC) == cv2.VideoWriter_fourcc(*"h264")  # H.264: browsers play it
         video.release()
+
+
+def test_eval_without_ffmpeg_keeps_its_scores_and_warns(trained_catch, tmp_path, monkeypatch, capsys):
+    def no_ffmpeg():
+        raise RuntimeError("No ffmpeg exe could be found. Install ffmpeg on your system.")
+
+    monkeypatch.setattr(imageio_ffmpeg, "get_ffmpeg_exe", no_ffmpeg)
+    run = copy_run(trained_catch, tmp_path)
+    assert main(["eval", "--run", str(run.root), "--agent", "random", "--episodes", "2", "--workers", "1",
+                 "--video"]) == 0
+    results = json.loads((run.eval / "random.json").read_text())
+    assert len(results["returns"]) == 2 and "videos" not in results
+    assert "warning: no videos of random (No ffmpeg exe could be found" in capsys.readouterr().out
+    assert not list(run.eval.glob("*.mp4"))
 
 
 def test_captions_count_steps_and_the_return_so_far():

@@ -119,8 +119,9 @@ def evaluate(run: RunDir, agent: str, episodes: int = 10, workers: int | None = 
         "max": float(returns.max()),
         "seconds": time.perf_counter() - start,
     }
-    if video and extremes:
-        summary["videos"] = write_videos(run, agent, extremes)
+    videos = write_videos(run, agent, extremes) if video and extremes else {}
+    if videos:
+        summary["videos"] = videos
     if write:
         atomic_write_json(run.eval / "results.json", summary)
         atomic_write_json(run.eval / f"{agent}.json", summary)

@@ -21,9 +21,24 @@ CAPTION_HEIGHT = 24
 """Pixels of the caption strip under each (upscaled) frame, and of the header strip above it."""
 
 
+def ffmpeg_missing() -> str | None:
+    """Why no mp4 can be written here (imageio-ffmpeg finds no ffmpeg binary), or None when one can."""
+    try:
+        imageio_ffmpeg.get_ffmpeg_exe()
+    except RuntimeError as e:
+        return str(e).splitlines()[0]
+    return None
+
+
 def write_videos(run: RunDir, agent: str, extremes: dict) -> dict[str, str]:
     """mp4 per extreme episode ``{name: (result, frames [T+1, 64, 64, 3], rewards [T])}``: the real frame,
-    beside it the VAE's reconstruction when trained, captioned with agent, step and return so far."""
+    beside it the VAE's reconstruction when trained, captioned with agent, step and return so far.
+    Where no ffmpeg exists (a wheel installed without its binary) it warns in one line and writes none:
+    an evaluation's scores are not lost to its videos."""
+    missing = ffmpeg_missing()
+    if missing is not None:
+        print(f"warning: no videos of {agent} ({missing})")
+        return {}
     vision = load_vision(run, "cpu") if (run.vision / "best.pt").exists() else None
     out = {}
     for name, (_, frames, rewards) in extremes.items():
