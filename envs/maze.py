@@ -102,3 +102,47 @@ class Maze(gym.Env):
 
     def render(self):
         return self._frame()
+
+
+def grid_geometry(frame: np.ndarray) -> tuple[int, int, int]:
+    """(squares per side ``n``, pixels per square, margin in pixels) of the maze drawn in ``frame`` uint8
+    [64, 64, 3], read off the pixels: the square's size from the agent's, the margin from the outer wall."""
+    agent = np.all(frame == AGENT, axis=-1)
+    wall = np.all(frame == WALL, axis=-1)
+    if not agent.any() or not wall.any():
+        raise ValueError("not a Maze frame: no agent or no wall pixels")
+    scale = int(agent.any(1).sum())
+    margin = int(wall.any(1).argmax())
+    return (SIZE - 2 * margin) // scale, scale, margin
+
+
+def agent_cells(frames: np.ndarray) -> np.ndarray:
+    """The agent's grid square ``(row, col)`` in each of ``frames`` uint8 [N, 64, 64, 3] -> int64 [N, 2], as
+    ``info["position"]`` gives it, read off the pixels alone (the geometry from ``frames[0]``)."""
+    _, scale, margin = grid_geometry(frames[0])
+    agent = np.all(frames == AGENT, axis=-1)  # [N, 64, 64]
+    return (np.stack([agent.any(2).argmax(1), agent.any(1).argmax(1)], axis=1) - margin) // scale
+
+
+def reach_room(row: int, col: int):
+    """A task reward (``wm task``) paying 1 on each step that ends with the agent in room ``(row, col)``, else 0.
+
+    Rooms count from the top-left ``(0, 0)``; negative indices count from the far side, as Python's do
+    (``(-1, -1)``: the bottom-right room). The returned function maps a stored episode (``obs`` uint8
+    [T+1, 64, 64, 3]) to rewards float32 [T], from the frames alone.
+    """
+
+    def reward(episode: dict[str, np.ndarray]) -> np.ndarray:
+        n, _, _ = grid_geometry(episode["obs"][0])
+        rooms = (n - 1) // 2
+        target = (2 * (row % rooms) + 1, 2 * (col % rooms) + 1)
+        return np.all(agent_cells(episode["obs"])[1:] == target, axis=1).astype(np.float32)
+
+    return reward
+
+
+def reach_far_corner(episode: dict[str, np.ndarray]) -> np.ndarray:
+    """Task reward: 1 on the step that reaches the bottom-right room (the goal), else 0: float32 [T] from
+    ``obs`` uint8 [T+1, 64, 64, 3]. The same as the Maze's own reward, read off the frames, for a run
+    explored without it (``wm task worldmodels.envs.maze:reach_far_corner --run RUN``)."""
+    return reach_room(-1, -1)(episode)

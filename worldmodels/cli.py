@@ -27,6 +27,7 @@ from worldmodels.core.settings import (
     settings_of,
 )
 from worldmodels.curiosity.explore import ExploreConfig, explore
+from worldmodels.curiosity.task import TaskConfig, zero_shot
 from worldmodels.dream.cma import CMAConfig, forget, train_cma
 from worldmodels.dream.imagine import DreamConfig
 from worldmodels.dream.sb3 import SB3Config, train_sb3
@@ -177,6 +178,30 @@ def cmd_explore(args) -> None:
     print(f"explore: {len(history['rounds'])} rounds, last coverage {last.get('coverage_round')} states "
           f"(total {last.get('coverage_total')}) -> {run.root / 'explore'}; "
           f"collect more with `wm collect ... --agent curious`")
+
+
+def add_task(sub) -> None:
+    p = sub.add_parser("task", help="solve a task zero-shot on an explored run: relabel, retrain the reward head, "
+                                    "CMA-ES in the dream, score",
+                       description="Plan2Explore's zero-shot step: relabel the run's stored episodes with a task "
+                                   "reward, retrain only the memory model's reward head on them, train a controller "
+                                   "with CMA-ES in that dream (no new real env steps), then score it on the task in "
+                                   "the real env. Writes RUN/tasks/NAME (the run's own models stay); resumable.")
+    p.add_argument("reward", help="task reward package.module:callable, fn(episode arrays, obs [T+1,64,64,3]) -> "
+                   "rewards [T] (e.g. worldmodels.envs.maze:reach_far_corner; see worldmodels.curiosity.task)")
+    add_run_dir(p, "run directory with trained vision and memory models (`wm explore` or `wm train` first)")
+    add_flags(p, TaskConfig)
+    p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
+                   help="continue or reuse the task's saved steps (default); --no-resume starts the task over")
+    p.set_defaults(func=cmd_task)
+
+
+def cmd_task(args) -> None:
+    run = RunDir(args.run)
+    values = {k: v for k, v in given(args).items() if k not in ("run", "reward", "resume")}
+    s = zero_shot(run, args.reward, build(TaskConfig, values), resume=args.resume)
+    print(f"task {s['name']}: success {sum(s['successes'])}/{len(s['successes'])}, task return {s['mean']:.2f} "
+          f"+- {s['std']:.2f} in the real env (0 real steps in training) -> {run.root / 'tasks' / s['name']}")
 
 
 PLANNER_AGENTS = ("cem",)
@@ -366,7 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="wm", description="worldmodels: learn a world model from pixels and act inside it.")
     parser.add_argument("--version", action="version", version=f"worldmodels {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="STAGE")
-    for add in (add_collect, add_train, add_dream, add_eval, add_run, add_report, add_explore, add_foresight,
+    for add in (add_collect, add_train, add_dream, add_eval, add_run, add_report, add_explore, add_task, add_foresight,
                 add_goal_image, add_play):
         add(sub)
     return parser

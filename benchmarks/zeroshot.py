@@ -1,0 +1,138 @@
+"""Zero-shot tasks after exploration on a small Maze: curious data vs random data of the same real steps.
+
+    python benchmarks/zeroshot.py [--seeds 2] [--cells 3] [--max-steps 60] [--intrinsic disagreement]
+                                  [--base-episodes 8] [--rounds 3] [--episodes 8] [--vision-epochs 6]
+                                  [--noise 0.3] [--generations 20] [--out DIR]
+
+Per seed, two runs of ``worldmodels.envs.maze:Maze`` (``--cells`` rooms a side, episodes of ``--max-steps``):
+
+- **explore**: ``--base-episodes`` random episodes, then ``wm explore`` (``--rounds`` x ``--episodes`` episodes
+  collected by the curious explorer, ``--intrinsic`` reward, no extrinsic reward);
+- **random**: random-policy episodes until it holds at least as many real steps as the explore run.
+
+Both world models then get the same final training (the epochs the explorer's next round would give), and
+``wm task worldmodels.envs.maze:reach_far_corner`` runs on each: relabel, retrain only the reward head,
+CMA-ES in the dream, no new real steps, then the controller is scored on the task in the real env. The
+table gives per seed and data: real steps, distinct squares in the data (read off the frames), steps in
+the far corner in the data, the reward head's loss before -> after, the dream fitness, and the real env's
+success rate and task return. Prints Markdown, saves ``benchmarks/out/zeroshot.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from common import OUT, machine
+
+from worldmodels.collect.collector import CollectConfig, collect
+from worldmodels.curiosity.explore import ExploreConfig, explore
+from worldmodels.curiosity.task import TaskConfig, zero_shot
+from worldmodels.dream.imagine import DreamConfig
+from worldmodels.envs.maze import agent_cells
+from worldmodels.runs.episodes import list_episodes, load_episode, stored_steps
+from worldmodels.runs.rundir import RunDir
+from worldmodels.training.memory import MemoryTrainConfig, train_memory
+from worldmodels.training.vision import VisionTrainConfig, train_vision
+
+TASK = "worldmodels.envs.maze:reach_far_corner"
+
+
+def data_stats(run: RunDir) -> dict:
+    """Real steps, distinct grid squares and steps ending in the far corner over the run's stored episodes."""
+    seen, corner = set(), 0
+    for path in list_episodes(run.episodes).values():
+        episode = load_episode(path)
+        seen.update(map(tuple, agent_cells(episode["obs"]).tolist()))
+        corner += int(episode["reward"].sum())  # the Maze's reward: 1 on reaching the far corner
+    return {"steps": stored_steps(run.episodes), "squares": len(seen), "corner_steps": corner}
+
+
+def pipeline(root: Path, data: str, seed: int, args, steps: int = 0) -> dict:
+    """One run (``data``: explore, or random of at least ``steps`` real steps), its final world model, then the
+    zero-shot task on it."""
+    run = RunDir(root / f"{data}_{seed}")
+    env = {"env": "worldmodels.envs.maze:Maze", "max_steps": args.max_steps, "workers": 1, "seed": seed,
+           "env_kwargs": {"cells": args.cells}}
+    t0 = time.perf_counter()
+    explore_config = ExploreConfig(
+        rounds=args.rounds, episodes=args.episodes, intrinsic=args.intrinsic, vision_epochs=args.vision_epochs,
+        memory_epochs=10, round_vision_epochs=args.vision_epochs // 2, round_memory_epochs=5, z_dim=16, hidden_size=64, seq_len=16, batch_size=16,
+        curiosity_steps=200, generations=12, population=16, rollouts=4, dream=DreamConfig(max_steps=args.max_steps),
+        noise=args.noise, seed=seed, device="cpu")
+    if data == "explore":
+        collect(run, CollectConfig(episodes=args.base_episodes, **env), progress=False)
+        explore(run, explore_config, progress=False)
+    else:
+        episodes = -(-steps // args.max_steps)
+        collect(run, CollectConfig(episodes=episodes, **env), progress=False)
+        while stored_steps(run.episodes) < steps:  # some random episodes ended early, in the far corner
+            episodes += 1
+            collect(run, CollectConfig(episodes=episodes, **env), progress=False)
+    common = {"device": "cpu", "seed": seed, "patience": 10**6}
+    c = explore_config
+    train_vision(run, VisionTrainConfig(epochs=c.vision_epochs + c.rounds * c.round_vision_epochs, z_dim=c.z_dim,
+                                        **common), progress=False)
+    train_memory(run, MemoryTrainConfig(epochs=c.memory_epochs + c.rounds * c.round_memory_epochs,
+                                        batch_size=c.batch_size, seq_len=c.seq_len, hidden_size=c.hidden_size,
+                                        **common), progress=False)
+    collected = time.perf_counter() - t0
+    task = TaskConfig(reward_steps=500, batch_size=16, seq_len=16, generations=args.generations, population=16,
+                      rollouts=8, dream=DreamConfig(max_steps=args.max_steps), episodes=4, seed=seed, device="cpu")
+    result = zero_shot(run, TASK, task, progress=False)
+    head = json.loads((run.root / "tasks" / "reach_far_corner" / "memory" / "summary.json").read_text())
+    return {"data": data, "seed": seed, **data_stats(run), "head_loss_before": head["loss_before"],
+            "head_loss_after": head["loss_after"], "dream_fitness": result["dream_fitness_mean"],
+            "success_rate": result["success_rate"], "task_return": result["mean"], "lengths": result["lengths"],
+            "seconds_data_and_model": collected, "seconds_task": time.perf_counter() - t0 - collected}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--seeds", type=int, default=2, help="seeds (default 2)")
+    p.add_argument("--cells", type=int, default=3, help="Maze rooms a side (default 3)")
+    p.add_argument("--max-steps", type=int, default=60, help="real episode length (default 60)")
+    p.add_argument("--intrinsic", default="disagreement", help="wm explore's intrinsic reward (default disagreement)")
+    p.add_argument("--base-episodes", type=int, default=8, help="random episodes before exploring (default 8)")
+    p.add_argument("--rounds", type=int, default=3, help="wm explore rounds (default 3)")
+    p.add_argument("--episodes", type=int, default=8, help="episodes the explorer collects per round (default 8)")
+    p.add_argument("--vision-epochs", type=int, default=6,
+                   help="VAE epochs of the first round (half as many more per round; default 6)")
+    p.add_argument("--noise", type=float, default=0.3, help="the explorer's random-action probability (default 0.3)")
+    p.add_argument("--generations", type=int, default=20, help="CMA-ES generations of the task (default 20)")
+    p.add_argument("--out", default=None, help="where the runs go (default: a temporary folder)")
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    root = Path(args.out or tempfile.mkdtemp(prefix="zeroshot_"))
+    rows = []
+    for seed in range(args.seeds):
+        rows.append(pipeline(root, "explore", seed, args))
+        rows.append(pipeline(root, "random", seed, args, steps=rows[-1]["steps"]))
+        for row in rows[-2:]:
+            print(json.dumps(row), flush=True)
+    print(f"\nMaze {args.cells}x{args.cells} rooms, episodes of {args.max_steps} steps, task {TASK}; explore: "
+          f"{args.base_episodes} random + {args.rounds} x {args.episodes} {args.intrinsic} episodes\n")
+    print("| seed | data | real steps | squares seen | corner steps in data | head loss before -> after | "
+          "dream fitness | real success | real task return | seconds |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['seed']} | {r['data']} | {r['steps']} | {r['squares']} | {r['corner_steps']} | "
+              f"{r['head_loss_before']:.4f} -> {r['head_loss_after']:.4f} | {r['dream_fitness']:.3f} | "
+              f"{r['success_rate']:.2f} | {r['task_return']:.2f} | "
+              f"{r['seconds_data_and_model'] + r['seconds_task']:.0f} |")
+    for data in ("explore", "random"):
+        ours = [r for r in rows if r["data"] == data]
+        print(f"{data}: success {np.mean([r['success_rate'] for r in ours]):.2f} mean over {len(ours)} seeds")
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "zeroshot.json").write_text(json.dumps({"args": vars(args), "rows": rows,
+                                                   "machine": machine()}, indent=1))
+    print(f"\nsaved {OUT / 'zeroshot.json'}; runs in {root}")
+
+
+if __name__ == "__main__":
+    main()
