@@ -17,7 +17,8 @@ def random(run, device="cpu", **options):
 
 
 def brownian(run, device="cpu", **options):
-    return BrownianAgent(run.action_spec())
+    """Brownian noise; ``options``: its ``dt`` and ``stick`` (``BrownianAgent``)."""
+    return BrownianAgent(run.action_spec(), **options)
 
 
 def controller(run, device="cpu", params=None, spec=None, **options):

@@ -13,7 +13,7 @@ from worldmodels.cli import main
 from worldmodels.collect.collector import CollectConfig, collect
 from worldmodels.curiosity.normalize import RunningNorm
 from worldmodels.curiosity.online import CuriosityWrapper, curiosity_vec_env
-from worldmodels.curiosity.rewards import Disagreement, make_intrinsic
+from worldmodels.curiosity.rewards import Disagreement, InfoGain, make_intrinsic
 from worldmodels.envs.maze import Maze
 from worldmodels.envs.spaces import ActionSpec
 from worldmodels.models import MDNRNN, VRNN, MDNRNNConfig, VRNNConfig
@@ -72,6 +72,19 @@ def test_reward_falls_as_the_model_learns_a_repeated_transition(kind, memory, de
         assert after < 0.5 * before
     # Learning is specific: the unseen transitions' reward falls by less.
     assert before - after > novel_before - novel_after
+
+
+def test_infogain_posterior_moves_with_the_module_and_is_recomputed_on_load():
+    model = InfoGain(Z, A, use_hidden=False)
+    buffers = dict(model.named_buffers())
+    assert buffers["covariance"] is model.covariance and buffers["weights"] is model.weights  # `.to(device)` moves them
+    assert {"covariance", "weights"}.isdisjoint(model.state_dict())  # derived, so not saved
+    batch = transitions(16, seed=1, shift=0.0)
+    model.update({**batch, "state": None})
+    restored = InfoGain(Z, A, use_hidden=False)
+    restored.load_state_dict(model.state_dict())
+    torch.testing.assert_close(restored.covariance, model.covariance)
+    torch.testing.assert_close(restored.weights, model.weights)
 
 
 def test_disagreement_is_zero_for_identical_members():

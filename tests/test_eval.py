@@ -15,7 +15,7 @@ import pytest
 from tests.test_dream import build_trained_catch, copy_run, wm_error
 from worldmodels.cli import main
 from worldmodels.collect.driver import episode_seed
-from worldmodels.evaluation.evaluate import evaluate
+from worldmodels.evaluation.evaluate import evaluate, run_episodes
 from worldmodels.evaluation.video import CAPTION_HEIGHT, episode_captions
 from worldmodels.runs.rundir import RunDir
 
@@ -66,6 +66,19 @@ def test_same_seed_same_returns_whatever_the_worker_count(point_run):
 def test_a_trained_controller_scores_the_same_in_workers(trained_catch):
     run = RunDir(trained_catch)
     assert eval_returns(run, "controller", seed=3, workers=2) == eval_returns(run, "controller", seed=3, workers=1)
+
+
+def test_several_agents_on_one_pool_score_as_each_alone(point_run):
+    """CMA-ES's real-env checks score the mean and the generation's best on one pool of workers."""
+    candidates = [{"dt": dt} for dt in (1 / 50, 1 / 5, 1.0)]  # Brownian agents of different step sizes
+    together, _ = run_episodes(point_run, "brownian", candidates, episodes=3, workers=2, seed=3,
+                               max_steps=point_run.env_spec()[3], device="cpu", progress=False)
+    for options, episodes in zip(candidates, together):
+        alone = evaluate(point_run, "brownian", episodes=3, workers=1, seed=3, progress=False, write=False,
+                         agent_options=options)
+        assert [e["return"] for e in episodes] == alone["returns"]
+        assert [e["seed"] for e in episodes] == alone["seeds"]  # the same tracks for every candidate
+    assert len({tuple(e["return"] for e in episodes) for episodes in together}) == 3  # three different agents
 
 
 def test_video_shows_real_frames_beside_the_reconstruction(trained_catch, tmp_path):

@@ -244,8 +244,11 @@ class InfoGain(Intrinsic):
         return torch.cat([f, torch.ones_like(f[:, :1])], dim=-1).double()
 
     def _posterior(self) -> None:
-        self.covariance = torch.linalg.inv(self.precision)
-        self.weights = self.covariance @ self.moment / self.sigma2
+        """The posterior's covariance ``A^{-1}`` [F+1, F+1] and mean ``M`` [F+1, Z]: buffers that move with the
+        module (``.to(device)``) but are not saved (recomputed on load)."""
+        covariance = torch.linalg.inv(self.precision)
+        self.register_buffer("covariance", covariance, persistent=False)
+        self.register_buffer("weights", covariance @ self.moment / self.sigma2, persistent=False)
 
     @torch.no_grad()
     def intrinsic_reward(self, state, z, action, next_z=None):

@@ -36,7 +36,7 @@ from worldmodels.dream.imagine import (
     rollout_population,
     terminated,
 )
-from worldmodels.evaluation.evaluate import evaluate
+from worldmodels.evaluation.evaluate import run_episodes
 from worldmodels.models.controller import ControllerSpec
 from worldmodels.runs.artifacts import load_world_model, save_controller, weights_id
 from worldmodels.runs.rundir import RunDir, atomic_write_json
@@ -171,9 +171,8 @@ def train_cma(run: RunDir, config: CMAConfig, progress: bool = True) -> dict:
         mean = g.mean.astype(np.float32)
         last = g.number == config.generations
         if config.real_every and (g.number % config.real_every == 0 or last):
-            for rank, candidate in enumerate(check_candidates(mean, g.solutions, g.fitness, config.select_candidates)):
-                real_check(run, config, spec, candidate, dream, action, history, writer, g.number,
-                           "mean" if rank == 0 else f"top{rank}")
+            real_check(run, config, spec, check_candidates(mean, g.solutions, g.fitness, config.select_candidates),
+                       dream, action, history, writer, g.number)
         if config.select == "dream" or not config.real_every:
             save_controller(run, spec, mean, {"generation": g.number, "selected_by": "dream"})
         if g.number % max(1, config.real_every or 10) == 0 or last:
@@ -198,33 +197,35 @@ def check_candidates(mean: np.ndarray, solutions: np.ndarray, fitness: np.ndarra
     return [np.asarray(mean, np.float32)] + [np.asarray(solutions[i], np.float32) for i in best]
 
 
-def real_check(run: RunDir, config: CMAConfig, spec: ControllerSpec, params: np.ndarray, dream: BatchedDream,
-               action, history: dict, writer, generation: int, candidate: str = "mean") -> None:
-    """Score controller ``params`` (CMA-ES's mean, or one of the generation's best candidates) in the real
-    env; with ``select="real"``, keep it as the controller if it is the best yet.
+def real_check(run: RunDir, config: CMAConfig, spec: ControllerSpec, candidates: list[np.ndarray],
+               dream: BatchedDream, action, history: dict, writer, generation: int) -> None:
+    """Score controllers ``candidates`` (CMA-ES's mean, then the generation's best: ``check_candidates``) in
+    the real env, all on one pool of workers; with ``select="real"``, keep the best yet as the controller.
 
     TensorBoard: each episode's ``charts/episodic_return`` against the real env steps of all checks so far
     (``env_steps`` in the history), and the mean's ``dream/real_return`` beside its ``dream/dream_return``
     against the generation."""
     # The same tracks at every check (and none of `wm eval`'s), so checks compare controllers.
-    result = evaluate(run, "controller", episodes=config.real_episodes, workers=config.workers,
-                      seed=10_000 + config.seed, max_steps=config.real_max_steps, progress=False,
-                      backend=config.backend, ray_address=config.ray_address, write=False,
-                      agent_options={"params": params.tolist(), "spec": spec.to_dict()})
-    before = history["real"][-1].get("env_steps", 0) if history["real"] else 0
-    real = {"generation": generation, "candidate": candidate, "mean": result["mean"], "std": result["std"],
-            "dream": dream_score(dream, spec, params, action, config.rollouts),
-            "env_steps": log_episodes(writer, result["returns"], result["lengths"], before)}
-    history["real"].append(real)
-    if candidate == "mean":
-        writer.add_scalar("dream/real_return", real["mean"], generation)
-        writer.add_scalar("dream/dream_return", real["dream"], generation)
-    tqdm.write(f"generation {generation} {candidate}: real env {real['mean']:.1f} +- {real['std']:.1f} "
-               f"(dream {real['dream']:.1f})")
-    if history["best_real"] is None or real["mean"] > history["best_real"]["mean"]:
-        history["best_real"] = real
-        if config.select == "real":
-            save_controller(run, spec, params, {"generation": generation, "selected_by": "real", "real": real})
+    options = [{"params": params.tolist(), "spec": spec.to_dict()} for params in candidates]
+    scored, _ = run_episodes(run, "controller", options, config.real_episodes, config.workers, 10_000 + config.seed,
+                             config.real_max_steps, "cpu", config.backend, config.ray_address, progress=False)
+    for rank, (params, episodes) in enumerate(zip(candidates, scored)):
+        candidate = "mean" if rank == 0 else f"top{rank}"
+        returns = np.array([e["return"] for e in episodes])
+        before = history["real"][-1].get("env_steps", 0) if history["real"] else 0
+        real = {"generation": generation, "candidate": candidate, "mean": float(returns.mean()),
+                "std": float(returns.std()), "dream": dream_score(dream, spec, params, action, config.rollouts),
+                "env_steps": log_episodes(writer, returns.tolist(), [e["length"] for e in episodes], before)}
+        history["real"].append(real)
+        if candidate == "mean":
+            writer.add_scalar("dream/real_return", real["mean"], generation)
+            writer.add_scalar("dream/dream_return", real["dream"], generation)
+        tqdm.write(f"generation {generation} {candidate}: real env {real['mean']:.1f} +- {real['std']:.1f} "
+                   f"(dream {real['dream']:.1f})")
+        if history["best_real"] is None or real["mean"] > history["best_real"]["mean"]:
+            history["best_real"] = real
+            if config.select == "real":
+                save_controller(run, spec, params, {"generation": generation, "selected_by": "real", "real": real})
 
 
 def other_gpus(device: torch.device) -> list[torch.device]:

@@ -49,21 +49,60 @@ class EvalConfig:
 _WORKER: dict = {}
 
 
-def _init_worker(root: str, agent: str, device: str, max_steps: int | None, options: dict) -> None:
+def _init_worker(root: str, agent: str, device: str, max_steps: int | None, options: list[dict]) -> None:
+    """Each worker holds the env and, loaded on first use, one ``agent`` per option set of ``options``."""
     run = RunDir(root)
-    _WORKER["env"] = run.make_env(max_steps=max_steps)
-    _WORKER["agent"] = load_agent(agent, run, device, **options)
+    _WORKER.update(run=run, env=run.make_env(max_steps=max_steps), name=agent, device=device, options=options,
+                   agents={})
 
 
-def _eval_one(task: tuple[int, int, bool]) -> dict:
-    index, seed, keep_frames = task
+def _agent(which: int):
+    if which not in _WORKER["agents"]:
+        _WORKER["agents"][which] = load_agent(_WORKER["name"], _WORKER["run"], _WORKER["device"],
+                                              **_WORKER["options"][which])
+    return _WORKER["agents"][which]
+
+
+def _eval_one(task: tuple[int, int, int, bool]) -> dict:
+    which, index, seed, keep_frames = task
     recorder = EpisodeRecorder()
-    outcome = drive(_WORKER["env"], _WORKER["agent"], seed, [recorder] if keep_frames else [])
-    out = {"index": index, "seed": seed, "return": outcome.total_reward, "length": outcome.steps}
+    outcome = drive(_WORKER["env"], _agent(which), seed, [recorder] if keep_frames else [])
+    out = {"which": which, "index": index, "seed": seed, "return": outcome.total_reward, "length": outcome.steps}
     if keep_frames:
         episode = recorder.episode()
         out["frames"], out["rewards"] = episode["obs"], episode["reward"]
     return out
+
+
+def run_episodes(run: RunDir, agent: str, options: list[dict], episodes: int, workers: int | None, seed: int,
+                 max_steps: int, device: str, backend: str = "local", ray_address: str | None = None,
+                 keep_frames: bool = False, progress: bool = True) -> tuple[list[list[dict]], list[dict]]:
+    """``episodes`` real episodes of ``agent`` under each option set of ``options`` (episode i on the same
+    track, seeded from (seed, i), for every set), all on one pool of workers.
+
+    Returns, per option set, its episodes' ``{index, seed, return, length}`` in episode order and, with
+    ``keep_frames``, its best and worst episode ``{"best"|"worst": (result, frames [T+1, H, W, 3] uint8,
+    rewards [T])}`` (only those two episodes' frames are held in memory)."""
+    for o in options:
+        load_agent(agent, run, device, **o)  # user errors (unknown agent, missing model) here, not in a worker
+    tasks = [(k, i, episode_seed(seed, i), keep_frames) for k in range(len(options)) for i in range(episodes)]
+    workers = min(workers or default_workers(), len(tasks))
+    executor = make_executor(backend, workers, _init_worker, (str(run.root.resolve()), agent, device, max_steps,
+                                                             options), ray_address)
+    results: list[list[dict]] = [[] for _ in options]
+    extremes: list[dict] = [{} for _ in options]
+    bar = tqdm(total=len(tasks), desc=f"eval {agent}", unit="ep", disable=not progress)
+    for r in executor.map_unordered(_eval_one, tasks):
+        which, frames, rewards = r.pop("which"), r.pop("frames", None), r.pop("rewards", None)
+        results[which].append(r)
+        if frames is not None:
+            for name, better in (("best", np.greater), ("worst", np.less)):
+                if name not in extremes[which] or better(r["return"], extremes[which][name][0]["return"]):
+                    extremes[which][name] = (r, frames, rewards)
+        bar.update(1)
+        bar.set_postfix(ret=f"{r['return']:.1f}")
+    bar.close()
+    return [sorted(rs, key=lambda r: r["index"]) for rs in results], extremes
 
 
 def evaluate(run: RunDir, agent: str, episodes: int = 10, workers: int | None = None, seed: int = 0,
@@ -81,26 +120,10 @@ def evaluate(run: RunDir, agent: str, episodes: int = 10, workers: int | None = 
     run_max_steps = run.env_spec()[3]  # run.json read (and its env spec checked) before any worker starts
     if max_steps is None:
         max_steps = run_max_steps
-    workers = min(workers or default_workers(), episodes)
     options = agent_options or {}
-    load_agent(agent, run, device, **options)  # user errors (unknown agent, missing model) here, not in a worker
-    executor = make_executor(backend, workers, _init_worker, (str(run.root.resolve()), agent, device, max_steps, options),
-                             ray_address)
-    tasks = [(i, episode_seed(seed, i), video) for i in range(episodes)]
-    results, extremes = [], {}
     start = time.perf_counter()
-    bar = tqdm(total=episodes, desc=f"eval {agent}", unit="ep", disable=not progress)
-    for r in executor.map_unordered(_eval_one, tasks):
-        frames, rewards = r.pop("frames", None), r.pop("rewards", None)
-        results.append(r)
-        if frames is not None:  # keep only the best and the worst episode's frames
-            for name, better in (("best", np.greater), ("worst", np.less)):
-                if name not in extremes or better(r["return"], extremes[name][0]["return"]):
-                    extremes[name] = (r, frames, rewards)
-        bar.update(1)
-        bar.set_postfix(ret=f"{r['return']:.1f}")
-    bar.close()
-    results.sort(key=lambda r: r["index"])
+    [results], [extremes] = run_episodes(run, agent, [options], episodes, workers, seed, max_steps, device, backend,
+                                         ray_address, keep_frames=video, progress=progress)
     returns = np.array([r["return"] for r in results])
     summary = {
         "agent": agent,
