@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -100,4 +101,19 @@ def test_a_scout_round_collects_for_a_fresh_controller(tmp_path):
     collections = json.loads(run.meta_path.read_text())["collections"]
     assert [c["agent"] for c in collections] == ["brownian", "noisy-controller"]
     assert len(list_episodes(run.episodes)) == smoke.collect.episodes + smoke.round_episodes
+    assert set(summary["scores"]) == {"controller", "random"}
+
+
+def test_a_run_cut_in_round_two_resumes_past_its_retrained_memory(tmp_path):
+    """Cut during round 2's CMA-ES: round 2's episodes and retrained memory are there, the scout that
+    collected them was trained on the old memory; re-running goes on without reloading the scout."""
+    smoke = presets("worldmodels/Catch-v0")["smoke"]
+    preset = replace(smoke, scout=replace(smoke.cma, generations=1), rounds=2, round_generations=0)
+    run = RunDir(tmp_path / "run")
+    run_pipeline("worldmodels/Catch-v0", run, preset, workers=1, progress=False)
+    shutil.rmtree(run.controller)  # what a cut in round 2's CMA-ES leaves: no round-2 controller, no pipeline.json
+    (run.root / "pipeline.json").unlink()
+    summary = run_pipeline("worldmodels/Catch-v0", run, preset, workers=1, progress=False)
+    assert len(list_episodes(run.episodes)) == smoke.collect.episodes + smoke.round_episodes  # nothing re-collected
+    assert len(json.loads((run.controller / "history.json").read_text())["generations"]) == smoke.cma.generations
     assert set(summary["scores"]) == {"controller", "random"}

@@ -22,7 +22,7 @@ from worldmodels.dream.cma import CMAConfig, train_cma
 from worldmodels.dream.imagine import DreamConfig
 from worldmodels.evaluation.evaluate import evaluate
 from worldmodels.runs.artifacts import load_controller
-from worldmodels.runs.episodes import stored_steps
+from worldmodels.runs.episodes import list_episodes, stored_steps
 from worldmodels.runs.rundir import RunDir, atomic_write_json
 from worldmodels.training.memory import MemoryTrainConfig, train_memory
 from worldmodels.training.vision import VisionTrainConfig, train_vision
@@ -222,12 +222,14 @@ def run_pipeline(env: str, run: RunDir, preset: Preset | str, workers: int | Non
         timed("dream", train_cma, run, cma_config, progress=progress)
     for r in range(1, p.rounds):
         collector = scout if r == 1 and scout is not None else run
-        print(f"round {r + 1}/{p.rounds}: collecting with the controller in {collector.controller}")
-        spec, params, _ = load_controller(collector)
-        timed("collect", collect, run, replace(
-            collect_config, episodes=collect_config.episodes + r * p.round_episodes, agent="noisy-controller",
-            agent_options={"params": params.tolist(), "spec": spec.to_dict()},
-            max_steps=p.round_max_steps or collect_config.max_steps), progress=progress)
+        episodes = collect_config.episodes + r * p.round_episodes
+        if len(list_episodes(run.episodes)) < episodes:  # a resumed run may have them (and a retrained memory) already
+            print(f"round {r + 1}/{p.rounds}: collecting with the controller in {collector.controller}")
+            spec, params, _ = load_controller(collector)
+            timed("collect", collect, run, replace(
+                collect_config, episodes=episodes, agent="noisy-controller",
+                agent_options={"params": params.tolist(), "spec": spec.to_dict()},
+                max_steps=p.round_max_steps or collect_config.max_steps), progress=progress)
         timed("memory", train_memory, run, replace(memory_config, epochs=memory_config.epochs + r * p.round_memory_epochs),
               progress=progress)
         extra = r - 1 if scout is not None else r  # with a scout, round 2 is the controller's first
