@@ -370,11 +370,12 @@ def project(p: Preset, m: dict) -> list[dict]:
         add(label, f"{last - first:,} generations x {cma.population} x {cma.rollouts} dreams x "
             f"{cma.dream.max_steps:,} steps", f"{g['generation_seconds']:.3g} s/generation "
             f"({g['dream_steps_per_second']:,.0f} dream steps/s)", (last - first) * g["generation_seconds"])
-        checks = checks_in(first, last, cma.real_every) * cma.select_candidates
-        if checks:
-            check_steps = cma.real_max_steps or steps
-            add(f"{label}: real-env checks", f"{checks} checks x {cma.real_episodes} episodes x {check_steps:,} steps "
-                "(controller)", controller_env.describe(), checks * controller_env.seconds(cma.real_episodes, check_steps))
+        checks = checks_in(first, last, cma.real_every)
+        if checks:  # each check: every candidate's episodes on one pool of workers
+            check_steps, episodes = cma.real_max_steps or steps, cma.real_episodes * cma.select_candidates
+            add(f"{label}: real-env checks", f"{checks} checks x {cma.select_candidates} candidates x "
+                f"{cma.real_episodes} episodes x {check_steps:,} steps (controller)", controller_env.describe(),
+                checks * controller_env.seconds(episodes, check_steps))
 
     # eval: the controller, then each baseline, on the same tracks
     eval_steps = p.eval_max_steps or steps
