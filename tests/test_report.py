@@ -70,6 +70,17 @@ def test_benchmark_comparisons_on_the_run_s_data_get_a_section(tmp_path):
     assert '<img alt="openloop" src="media/openloop.png">' in page and (out / "media" / "openloop.png").exists()
 
 
+def test_zero_shot_tasks_get_a_row_each(tmp_path):
+    run = fake_results(tmp_path / "run", env="worldmodels/Maze-v0")
+    atomic_write_json(run.root / "tasks" / "reach_far_corner" / "eval" / "task.json", {
+        "name": "reach_far_corner", "task": "worldmodels.envs.maze:reach_far_corner", "returns": [1.0, 0.0],
+        "success_rate": 0.5, "mean": 0.5, "std": 0.5, "dream_fitness_best": 0.8, "real_env_steps_used": 0})
+    page = write_report(run, tmp_path / "page").read_text()
+    assert "<h2>Zero-shot tasks</h2>" in page
+    assert ("<tr><td>reach_far_corner</td><td>worldmodels.envs.maze:reach_far_corner</td><td>2</td><td>0.50</td>"
+            "<td>0.50 +- 0.50</td><td>0.80</td><td>0</td></tr>") in page
+
+
 def test_report_on_custom_env_has_no_literature_rows(tmp_path):
     run = fake_results(tmp_path / "run", env="worldmodels.envs.catch:Catch")
     assert 'class="literature"' not in write_report(run).read_text()

@@ -162,6 +162,23 @@ def foresight_section(run: RunDir) -> list[str]:
             _details("planner", _pre(s.get("planner")))]
 
 
+def tasks_section(run: RunDir) -> list[str]:
+    """``wm task``'s zero-shot results, one row per ``RUN/tasks/NAME/eval/task.json``."""
+    rows = []
+    for path in sorted(run.root.glob("tasks/*/eval/task.json")):
+        s = json.loads(path.read_text())
+        rows.append({"task": s["name"], "reward": s["task"], "episodes": len(s["returns"]),
+                     "success rate": f"{s['success_rate']:.2f}", "task return": f"{s['mean']:.2f} +- {s['std']:.2f}",
+                     "dream fitness": f"{s['dream_fitness_best']:.2f}", "new real steps": s["real_env_steps_used"]})
+    if not rows:
+        return []
+    return ["<h2>Zero-shot tasks</h2><p>Controllers trained only in the dream on a task reward the run was "
+            "never given (<code>wm task</code>: relabelled episodes, the reward head retrained), scored on the "
+            "task in the real env (<code>tasks/NAME/eval/task.json</code>).</p>",
+            table(rows, ["task", "reward", "episodes", "success rate", "task return", "dream fitness",
+                         "new real steps"])]
+
+
 def comparisons_section(run: RunDir, out: Path, media: Path) -> list[str]:
     """Tables that benchmarks wrote about this run's data: ``RUN/compare/NAME.json`` holds ``title``,
     ``description``, ``columns``, ``rows`` (dicts keyed by column) and ``images`` (files in ``RUN/compare``),
@@ -244,6 +261,7 @@ def write_report(run: RunDir, out: str | Path | None = None) -> Path:
     if evals:
         sections += ["<h2>Per-episode scores</h2>", *per_episode(evals)]
     sections += foresight_section(run)
+    sections += tasks_section(run)
     if cost:
         sections += ["<h2>Cost</h2>", table(cost, ["stage", "seconds"])]
     images = plots(run, media, evals)
