@@ -274,6 +274,8 @@ def main() -> None:
     parser.add_argument("--transfer-root", type=Path, default=None,
                         help="where benchmarks/laptop.py --memory KIND put its runs (adds the transfer table)")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--transfer-only", action="store_true",
+                        help="keep OUT/results.json's models and refresh only the transfer table (new seeds)")
     args = parser.parse_args()
     torch.set_num_threads(2)
     if args.run is not None:
@@ -286,6 +288,9 @@ def main() -> None:
     if run is None:
         run = RunDir(out / "run")
         prepare_run(run, args)
+    if args.transfer_only:
+        write_results(run, out, json.loads((out / "results.json").read_text()), args)
+        return
     vae = load_vision(run).eval()
     indices = list(list_episodes(run.latents))
     train_ids, val_ids = split_episodes(indices, args.val_fraction, args.seed)
@@ -316,12 +321,19 @@ def main() -> None:
               flush=True)
     floor = reconstruction_floor(vae, held_out, frames)
     openloop_strip(models, vae, held_out[0], frames[0], out / "openloop.png")
-    md = table(results)
-    md += (f"\n\nVAE reconstruction floor of the frame MSE: {fmt(floor)}; constant predictors: reward "
-           f"{constants['reward_mean']:.3f}, P(done) {constants['done_rate']:.4f}; open-loop starts "
-           + ", ".join(f"k={k}: {results[next(iter(results))][f'starts_{k}']}" for k in HORIZONS) + ".")
     info = {"machine": machine(), "args": {k: str(v) for k, v in vars(args).items()}, "constants": constants,
             "vae_frame_mse_floor": floor, "results": results}
+    write_results(run, out, info, args)
+
+
+def write_results(run: RunDir, out: Path, info: dict, args) -> None:
+    """The tables (``OUT/results.md``, ``OUT/results.json``, ``RUN/compare/memories.json``) from ``info``, with the
+    transfer table read afresh from ``--transfer-root``."""
+    results, constants = info["results"], info["constants"]
+    md = table(results)
+    md += (f"\n\nVAE reconstruction floor of the frame MSE: {fmt(info['vae_frame_mse_floor'])}; constant predictors: "
+           f"reward {constants['reward_mean']:.3f}, P(done) {constants['done_rate']:.4f}; open-loop starts "
+           + ", ".join(f"k={k}: {results[next(iter(results))][f'starts_{k}']}" for k in HORIZONS) + ".")
     if args.transfer_root is not None:
         transfer, info["transfer"] = transfer_table(args.transfer_root, list(results))
         md += "\n\nDream-to-real transfer (the laptop preset with each memory model):\n\n" + transfer
