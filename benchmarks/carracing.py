@@ -16,9 +16,9 @@ Every agent is scored on the same full 1,000-step tracks: pipeline seed S on the
 - CEM-MPC in the seed run's memory model (one plan per step, cost per decision measured);
 - published full-episode results (CarRacing-v0), not measured here.
 
-The ablation table turns each of the preset's levers off (and one candidate lever on) in round 2 of
-one seed's run (same data, same VAE, same budget; ``ROOT/ablate_sS_I``) beside a rerun of the preset
-itself, since CMA-ES's path also depends on the thread count. Resumable: finished parts are read back. Writes
+The ablation table turns each of the preset's levers off (and candidate levers on: temperature 1.15,
+MOPO-style pessimism) in round 2 of one seed's run (same data, same VAE, same budget; ``ROOT/ablate_sS_I``)
+beside a rerun of the preset itself, since CMA-ES's path also depends on the thread count. Resumable: finished parts are read back. Writes
 ``ROOT/carracing.json`` and ``ROOT/carracing.md``.
 """
 
@@ -64,6 +64,10 @@ ABLATIONS = {
     "no off-track done label": (dict(done_label="terminated"), {}),
     "checks of the mean only, on 250 steps": ({}, dict(select_candidates=1, real_max_steps=250)),
     "a lever not in the preset: dream temperature 1.15": ({}, dict(dream=replace(PRESET.cma.dream, temperature=1.15))),
+    "a lever not in the preset: pessimism, ensemble disagreement penalty (beta -0.05)":
+        ({}, dict(intrinsic="disagreement", beta=-0.05)),
+    "a lever not in the preset: pessimism, ensemble disagreement penalty (beta -0.2)":
+        ({}, dict(intrinsic="disagreement", beta=-0.2)),
 }
 
 

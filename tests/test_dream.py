@@ -349,6 +349,19 @@ def test_cma_es_improves_the_dream_return(trained_catch, tmp_path, monkeypatch, 
     assert fitness[-1] > fitness[0] + 4 and fitness[-1] == max(fitness), fitness
 
 
+def test_a_negative_beta_makes_model_uncertainty_a_penalty(trained_catch, tmp_path):
+    """MOPO-style pessimism: the same first generation scores lower in the dream by every candidate's ensemble
+    disagreement (positive everywhere), so CMA-ES is steered away from what the model does not know."""
+    fitness = {}
+    for beta in ("0", "-1"):
+        run = copy_run(trained_catch, tmp_path / f"beta{beta}")
+        assert main(["dream", "--run", str(run.root), "--no-resume", *TINY_CMA, "--generations", "1",
+                     "--intrinsic", "disagreement", "--beta", beta]) == 0
+        fitness[beta] = json.loads((run.controller / "history.json").read_text())["generations"][0]
+    for key in ("best", "mean", "worst"):
+        assert fitness["-1"][key] < fitness["0"][key] - 1.0, (key, fitness)  # about 1 per dream step of 5
+
+
 def test_wm_dream_resumes_where_it_stopped(trained_catch, tmp_path, capsys):
     run = copy_run(trained_catch, tmp_path)
     dream = ["dream", "--run", str(run.root), *TINY_CMA]

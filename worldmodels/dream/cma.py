@@ -86,7 +86,8 @@ class CMAConfig:
     intrinsic: str | None = field(default=None, metadata={"choices": list(KINDS)})
     """curiosity bonus in the dream: surprise | icm | disagreement | infogain (None: dream reward only)"""
     beta: float = 1.0
-    """weight of the intrinsic reward, which is normalised to unit running std"""
+    """weight of the intrinsic reward, which is normalised to unit running std; negative: a penalty, pessimism
+    against model error (with disagreement: MOPO's reward minus the ensemble's uncertainty)"""
     seed: int = 0
     """seeds CMA-ES, the dreams and the real-env checks"""
     device: str = "auto"
@@ -96,7 +97,7 @@ class CMAConfig:
         require_at_least(self, 1, "generations", "rollouts", "real_episodes", "real_max_steps", "workers",
                          "select_candidates")
         require_at_least(self, 2, "population")
-        require_at_least(self, 0, "hidden", "real_every", "beta")
+        require_at_least(self, 0, "hidden", "real_every")
         require_positive(self, "sigma0")
 
 
