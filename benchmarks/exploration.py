@@ -2,15 +2,19 @@
 
     python benchmarks/exploration.py [--steps 20000] [--seeds 3] [--methods random,extrinsic,...]
                                      [--beta 1.0] [--envs 8] [--max-steps 100]
+                                     [--ent-coef 0.03] [--z-dim 128] [--center | --no-center]
 
 Every method but ``random`` is SB3 PPO (MlpPolicy) on ``curiosity_vec_env`` over ``--envs``
 ``worldmodels.envs.maze:Maze`` copies (7x7 rooms, 97 open squares, episodes truncated at ``--max-steps``),
-observing the curiosity encoder's latent (fixed random features of the 16x16-pooled frame), so
-all methods share one input; ``extrinsic`` is the same with ``beta = 0``. Coverage is the number
+observing the curiosity encoder's latent (``--z-dim`` fixed random features of the 16x16-pooled frame),
+so all methods share one input; ``extrinsic`` is the same with ``beta = 0``. The intrinsic reward is
+normalised as ``(r - mean) / std`` (``--center``; ``--no-center``: ``r / std``, as RND) and PPO's
+entropy coefficient is ``--ent-coef``; ``--ent-coef 0.01 --z-dim 32 --no-center`` are the settings
+of issue 6's first table. Coverage is the number
 of distinct ground-truth positions (``info["position"]``) visited over the whole budget; "goal" is
 the env step at which the goal was first reached. Prints a Markdown table, saves JSON to
-``benchmarks/out/exploration.json`` and a coverage-vs-steps plot (drawn with OpenCV) to
-``benchmarks/out/exploration_coverage.png``. Goal: >= 2x random's coverage, and the goal reached
+``benchmarks/out/NAME.json`` and a coverage-vs-steps plot (drawn with OpenCV) to
+``benchmarks/out/NAME_coverage.png`` (``--out NAME``, default ``exploration``). Goal: >= 2x random's coverage, and the goal reached
 where random does not. The default size takes about 10 minutes on 2 CPU cores.
 """
 
@@ -53,17 +57,20 @@ def run_random(steps: int, envs: int, max_steps: int, seed: int, every: int) -> 
     return {"coverage": len(seen), "goal": goal, "curve": curve}
 
 
-def run_ppo(kind: str, steps: int, envs: int, max_steps: int, seed: int, every: int, beta: float) -> dict:
+def run_ppo(kind: str, seed: int, args: argparse.Namespace) -> dict:
+    """One PPO run of ``args.steps`` env steps on intrinsic reward ``kind`` (beta 0 for ``extrinsic``)."""
     from stable_baselines3 import PPO
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.vec_env import DummyVecEnv
 
     from worldmodels.curiosity.online import curiosity_vec_env
 
-    venv = DummyVecEnv([lambda: Maze(max_steps=max_steps) for _ in range(envs)])
+    envs, every = args.envs, args.every
+    venv = DummyVecEnv([lambda: Maze(max_steps=args.max_steps) for _ in range(envs)])
     venv.seed(seed)
     venv = curiosity_vec_env(venv, "disagreement" if kind == "extrinsic" else kind,
-                             beta=0.0 if kind == "extrinsic" else beta, latent_obs=True, seed=seed)
+                             beta=0.0 if kind == "extrinsic" else args.beta, latent_obs=True, seed=seed,
+                             z_dim=args.z_dim, center=args.center)
     seen, goal, curve = set(), [None], []
 
     class Track(BaseCallback):
@@ -76,9 +83,9 @@ def run_ppo(kind: str, steps: int, envs: int, max_steps: int, seed: int, every: 
                 curve.append(len(seen))
             return True
 
-    model = PPO("MlpPolicy", venv, n_steps=64, batch_size=128, n_epochs=4, learning_rate=1e-3, ent_coef=0.01,
-                seed=seed, device="cpu")
-    model.learn(steps, callback=Track())
+    model = PPO("MlpPolicy", venv, n_steps=64, batch_size=128, n_epochs=4, learning_rate=1e-3,
+                ent_coef=args.ent_coef, seed=seed, device="cpu")
+    model.learn(args.steps, callback=Track())
     return {"coverage": len(seen), "goal": goal[0], "curve": curve}
 
 
@@ -120,6 +127,11 @@ def main() -> None:
     p.add_argument("--envs", type=int, default=8, help="parallel envs (default 8)")
     p.add_argument("--max-steps", type=int, default=100, help="episode length (default 100)")
     p.add_argument("--every", type=int, default=512, help="coverage curve resolution in env steps (default 512)")
+    p.add_argument("--ent-coef", type=float, default=0.03, help="PPO entropy coefficient (default 0.03)")
+    p.add_argument("--z-dim", type=int, default=128, help="random features of the pooled frame (default 128)")
+    p.add_argument("--center", action=argparse.BooleanOptionalAction, default=True,
+                   help="normalise the intrinsic reward as (r - mean) / std, else r / std (default: centre)")
+    p.add_argument("--out", default="exploration", help="name of the JSON and PNG under benchmarks/out")
     args = p.parse_args()
     torch.set_num_threads(1)
     total = Maze().open_states
@@ -131,7 +143,7 @@ def main() -> None:
             if method == "random":
                 out = run_random(args.steps, args.envs, args.max_steps, seed, args.every)
             else:
-                out = run_ppo(method, args.steps, args.envs, args.max_steps, seed, args.every, args.beta)
+                out = run_ppo(method, seed, args)
             results[method].append(out)
             print(f"{method} seed {seed}: coverage {out['coverage']}, goal at {out['goal']}", flush=True)
         seconds[method] = time.perf_counter() - t0
@@ -148,10 +160,10 @@ def main() -> None:
         print(f"| {method} | {statistics.mean(cov):.1f} +- {statistics.pstdev(cov):.1f} | {ratio} | "
               f"{len(goals)}/{len(runs)} | {first} | {seconds[method]:.0f} |")
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "exploration.json").write_text(json.dumps({"args": vars(args), "open_states": total,
+    (OUT / f"{args.out}.json").write_text(json.dumps({"args": vars(args), "open_states": total,
                                                       "results": results, "seconds": seconds}, indent=1))
-    plot(results, args.steps, args.every, OUT / "exploration_coverage.png", total)
-    print(f"\nsaved {OUT / 'exploration.json'} and {OUT / 'exploration_coverage.png'}")
+    plot(results, args.steps, args.every, OUT / f"{args.out}_coverage.png", total)
+    print(f"\nsaved {OUT / args.out}.json and {OUT / args.out}_coverage.png")
 
 
 if __name__ == "__main__":

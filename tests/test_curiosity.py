@@ -11,7 +11,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from worldmodels.cli import main
 from worldmodels.collect.collector import CollectConfig, collect
-from worldmodels.curiosity.normalize import RunningNorm
+from worldmodels.curiosity.normalize import RewardMixer, RunningNorm
 from worldmodels.curiosity.online import CuriosityWrapper, curiosity_vec_env
 from worldmodels.curiosity.rewards import Disagreement, InfoGain, make_intrinsic
 from worldmodels.envs.maze import Maze
@@ -111,6 +111,29 @@ def test_running_norm_matches_numpy_over_the_stream():
     np.testing.assert_allclose(norm.var, stream.var(0), rtol=1e-10)
     x = torch.ones(2, dtype=torch.float64)
     np.testing.assert_allclose(norm.normalize(x).numpy(), 1 / np.sqrt(stream.var(0) + 1e-8))
+
+
+def test_centred_mixer_leaves_only_the_contrast_of_a_reward_with_an_offset():
+    g = torch.Generator().manual_seed(0)
+    stream = [40.0 + torch.randn(64, generator=g) * 2.0 / (1 + i) for i in range(50)]  # nats: offset, shrinking spread
+    centred, plain = RewardMixer(beta=0.5, center=True), RewardMixer(beta=0.5)
+    out = torch.cat([centred.intrinsic(r) for r in stream])
+    assert abs(out.mean()) < 0.05 and out.abs().max() < 4 * 0.5  # mean 0, within a few beta
+    assert torch.cat([plain.intrinsic(r) for r in stream]).mean() > 5  # uncentred: the offset dominates
+
+
+@pytest.mark.parametrize("kind", ["surprise", "icm", "disagreement", "infogain"])
+def test_each_rewards_normalised_scale_stays_bounded(kind):
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    venv = curiosity_vec_env(DummyVecEnv([lambda: Maze(cells=3, max_steps=30)] * 4), kind, beta=2.0, center=True,
+                             update_every=32, warmup=32, z_dim=16)
+    venv.reset()
+    rng = np.random.default_rng(0)
+    scaled = np.array([[i["reward_intrinsic"] for i in venv.step(rng.integers(4, size=4))[3]] for _ in range(150)])
+    late = scaled[20:]  # after the warm-up
+    assert np.isfinite(late).all() and abs(late.mean()) < 1.0 and 0.2 < late.std() < 6.0
+    assert np.abs(late).max() < 40.0
 
 
 @pytest.mark.parametrize("kind", ["disagreement", "surprise"])
