@@ -2,6 +2,7 @@
 
     python benchmarks/doom.py [--env VizdoomTakeCover-v1] [--seeds 0 1 2] [--root runs] [--workers N]
                               [--preset doom] [--taus 0.1 0.5 1.0 1.15 1.3] [--tau-seed 0] [--dreams 100]
+                              [--termination threshold|sampled]
 
 Runs (or resumes; a finished seed is only read back) ``wm run ENV --preset doom --seed S`` into
 ``ROOT/doom_sS`` for each seed and prints one row per seed: steps survived by the dream-trained
@@ -14,7 +15,9 @@ models, a fresh controller per temperature tau (the preset's CMA-ES, same budget
 ``ROOT/doom_sS/controller_tauT``; the preset's own tau is the pipeline's controller), its dream
 score (mean survival over ``--dreams`` fresh dreams at that tau, capped as the real game) beside its
 real score on the pipeline's 100 evaluation episodes. Writes ``ROOT/doom_seeds.json`` and
-``ROOT/doom_temperatures.json``; finished temperatures are read back.
+``ROOT/doom_temperatures.json``; finished temperatures are read back. ``--termination sampled`` trains
+the table's controllers in dreams that end at the done head's P(done) each step (``RUN/controller_tauT_sampled``,
+``ROOT/doom_temperatures_sampled.json``).
 """
 
 from __future__ import annotations
@@ -100,19 +103,24 @@ def world_model_checks(run: RunDir, preset, seed: int, dreams: int) -> dict:
     return checks
 
 
-def tau_view(run: RunDir, tau: float) -> RunDir:
-    """``run`` with its controller in ``RUN/controller_tauT`` (data, vision and memory shared)."""
+def tau_view(run: RunDir, tau: float, termination: str = "threshold") -> RunDir:
+    """``run`` with its controller in ``RUN/controller_tauT`` (``_sampled`` with sampled termination; data,
+    vision and memory shared)."""
     view = copy.copy(run)
-    view.controller = run.root / f"controller_tau{tau:g}"
+    view.controller = run.root / f"controller_tau{tau:g}{'' if termination == 'threshold' else '_' + termination}"
     return view
 
 
-def tau_result(env: str, preset: str, root: Path, seed: int, tau: float, workers: int | None, dreams: int) -> dict:
-    """Dream score and real score of the controller CMA-ES trains at temperature ``tau`` (run or read back)."""
+def tau_result(env: str, preset: str, root: Path, seed: int, tau: float, workers: int | None, dreams: int,
+               termination: str = "threshold") -> dict:
+    """Dream score and real score of the controller CMA-ES trains at temperature ``tau`` with the dream's
+    ``termination`` (run or read back)."""
     p = presets(env)[preset]
     run = RunDir(root / f"{preset}_s{seed}")
-    cma = replace(p.cma, dream=replace(p.cma.dream, temperature=tau), workers=workers, seed=seed)
-    view = run if tau == p.cma.dream.temperature else tau_view(run, tau)
+    cma = replace(p.cma, dream=replace(p.cma.dream, temperature=tau, termination=termination), workers=workers,
+                  seed=seed)
+    own = tau == p.cma.dream.temperature and termination == p.cma.dream.termination
+    view = run if own else tau_view(run, tau, termination)
     path = view.controller / "temperature.json"
     if path.exists():
         return json.loads(path.read_text())
@@ -128,7 +136,7 @@ def tau_result(env: str, preset: str, root: Path, seed: int, tau: float, workers
         real = evaluate(run, "controller", episodes=p.eval_episodes, workers=workers, seed=seed + 1,
                         max_steps=p.eval_max_steps, write=False,
                         agent_options={"params": params.tolist(), "spec": spec.to_dict()})
-    result = {"tau": tau, "seed": seed, "dream": dream_score(dream, spec, params, run.action_spec(), dreams),
+    result = {"tau": tau, "termination": termination, "seed": seed, "dream": dream_score(dream, spec, params, run.action_spec(), dreams),
               "dreams": dreams, "dream_max_steps": cma.dream.max_steps,
               "real": {k: real[k] for k in ("mean", "std", "min", "max", "episodes")}, "controller": str(view.controller)}
     atomic_write_json(path, result)
@@ -145,6 +153,8 @@ def main() -> None:
     parser.add_argument("--taus", type=float, nargs="*", default=[], help="dream temperatures to tabulate")
     parser.add_argument("--tau-seed", type=int, default=0, help="the pipeline seed whose data the tau table uses")
     parser.add_argument("--dreams", type=int, default=100, help="dreams per dream score")
+    parser.add_argument("--termination", default="threshold", choices=["threshold", "sampled"],
+                        help="the tau table's dream termination (sampled: at the done head's P(done) each step)")
     args = parser.parse_args()
     rows = [seed_result(args.env, args.preset, args.root, s, args.workers, args.dreams) for s in args.seeds]
     print("| seed | controller (steps survived) | random | episodes at the cap (controller, random) | "
@@ -171,14 +181,18 @@ def main() -> None:
         "random": float(randoms.mean()), "machine": machine()})
     if not args.taus:
         return
-    taus = [tau_result(args.env, args.preset, args.root, args.tau_seed, t, args.workers, args.dreams) for t in args.taus]
-    print(f"\ntemperature (seed {args.tau_seed}: one data set and memory model, a controller trained per tau)")
+    taus = [tau_result(args.env, args.preset, args.root, args.tau_seed, t, args.workers, args.dreams, args.termination)
+            for t in args.taus]
+    print(f"\ntemperature (seed {args.tau_seed}: one data set and memory model, a controller trained per tau; "
+          f"{args.termination} termination)")
     print("| tau | dream score | real score |")
     print("|---:|---:|---:|")
     for t in taus:
         print(f"| {t['tau']:g} | {t['dream']:.0f} | {t['real']['mean']:.0f} +- {t['real']['std']:.0f} |")
-    atomic_write_json(args.root / f"{args.preset}_temperatures.json", {
-        "env": args.env, "preset": args.preset, "seed": args.tau_seed, "rows": taus, "machine": machine()})
+    suffix = "" if args.termination == "threshold" else f"_{args.termination}"
+    atomic_write_json(args.root / f"{args.preset}_temperatures{suffix}.json", {
+        "env": args.env, "preset": args.preset, "seed": args.tau_seed, "termination": args.termination,
+        "rows": taus, "machine": machine()})
 
 
 if __name__ == "__main__":

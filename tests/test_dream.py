@@ -77,11 +77,13 @@ def wm_error(capsys, argv: list[str]) -> str:
 
 class ActionMemory:
     """A ``Memory`` with known rules: ``h`` is the last action (one-hot if discrete), the reward is
-    its last component, the next ``z`` is N(0, 1), and the dream terminates on action ``stop``."""
+    its last component, the next ``z`` is N(0, 1), and the dream terminates on action ``stop`` (else with
+    probability ``p_done`` at every step)."""
 
-    def __init__(self, z_dim: int, action_dim: int, stop: int | None = None, device: torch.device | str = "cpu"):
+    def __init__(self, z_dim: int, action_dim: int, stop: int | None = None, device: torch.device | str = "cpu",
+                 p_done: float = 2e-9):
         self.z_dim, self.action_dim, self.hidden_size = z_dim, action_dim, action_dim
-        self.stop, self.device = stop, torch.device(device)
+        self.stop, self.device, self.done_logit = stop, torch.device(device), float(np.log(p_done / (1 - p_done)))
 
     def initial_state(self, batch: int) -> State:
         return (torch.zeros(batch, self.action_dim, device=self.device),)
@@ -92,7 +94,7 @@ class ActionMemory:
     def predict(self, state: State) -> Prediction:
         h = state[0]
         zeros = h.new_zeros(len(h), self.z_dim, 1)  # one standard-normal component per dimension
-        done = h.new_full((len(h),), -20.0) if self.stop is None else 40 * h[:, self.stop] - 20
+        done = h.new_full((len(h),), self.done_logit) if self.stop is None else 40 * h[:, self.stop] - 20
         return Prediction(GaussianMixture(zeros, zeros, zeros), h[:, -1], done)
 
     def sample(self, state: State, temperature: float = 1.0) -> torch.Tensor:
@@ -258,6 +260,28 @@ def test_dreams_that_end_stop_earning():
                          DreamConfig(max_steps=10))
     returns, _ = rollout_population(dream, lambda f: torch.full(f.shape[:2], 2), population=3, rollouts=2)
     assert returns.shape == (3, 2) and torch.equal(returns, torch.ones(3, 2))
+
+
+def test_sampled_termination_ends_dreams_at_the_predicted_hazard():
+    """A done head that says P(done) = 0.1 at every step never passes the 0.5 threshold, but sampled
+    termination ends the dreams at that rate; CMA-ES scores a dream by its expected return."""
+    memory = ActionMemory(z_dim=4, action_dim=3, p_done=0.1)  # action 2 earns 1 per step
+    start, action = (torch.zeros(1, 4), torch.zeros(1, 4)), ActionSpec("discrete", 3)
+    always_2 = lambda f: torch.full(f.shape[:2], 2)  # noqa: E731
+    by_threshold = BatchedDream(memory, start, action, DreamConfig(max_steps=50))
+    assert torch.equal(rollout_population(by_threshold, always_2, 2, 2)[0], torch.full((2, 2), 50.0))
+    sampled = BatchedDream(memory, start, action, DreamConfig(max_steps=50, termination="sampled"))
+    expected = (1 - 0.9 ** 50) / 0.1  # sum over t < 50 of P(alive at t) = 0.9^t
+    torch.testing.assert_close(rollout_population(sampled, always_2, 2, 2)[0], torch.full((2, 2), expected))
+    sampled.seed(0)
+    sampled.reset(4000)
+    _, _, done, _ = sampled.step(torch.full((4000,), 2))
+    assert abs(done.float().mean().item() - 0.1) < 0.02  # binomial std 0.005
+
+
+def test_termination_mode_is_checked():
+    with pytest.raises(UserError, match="--termination must be one of threshold, sampled"):
+        DreamConfig(termination="never")
 
 
 def test_controllers_are_saved_and_loaded_in_one_place(tmp_path):

@@ -265,12 +265,17 @@ def dream_score(dream: BatchedDream, spec: ControllerSpec, params: np.ndarray, a
 def log_dream_frames(writer, dream: BatchedDream, spec: ControllerSpec, params: np.ndarray, action, step: int,
                      dreams: int = 4, columns: int = 16) -> None:
     """``dream/controller_dreams`` in TensorBoard: ``dreams`` fresh dreams of one controller, decoded, as a grid
-    of one row per dream and ``columns`` evenly spaced steps; steps after a dream terminated stay white."""
+    of one row per dream and ``columns`` evenly spaced steps; steps after a dream terminated (sampled termination:
+    more likely than not) stay white."""
     p = torch.as_tensor(params, dtype=torch.float32, device=dream.device)[None]
     _, imagined = rollout_population(dream, lambda f: spec.act(p, f, action), 1, dreams)
     steps = torch.linspace(0, imagined.latents.shape[1] - 1, columns).round().long().unique()
     frames = dream.vision.decode(imagined.latents[:, steps.to(dream.device)].flatten(0, 1)).float().cpu()
     frames = frames.view(dreams, len(steps), *frames.shape[1:])
-    ended = terminated(imagined.continues, dream.config.done_threshold).int().cpu()
-    frames[((ended.cumsum(1) - ended) > 0)[:, steps]] = 1.0  # terminated at an earlier step
+    if dream.config.termination == "sampled":
+        gone = (imagined.survival()[:, :-1] < 0.5).cpu()  # more likely than not terminated earlier
+    else:
+        ended = terminated(imagined.continues, dream.config.done_threshold).int().cpu()
+        gone = (ended.cumsum(1) - ended) > 0  # terminated at an earlier step
+    frames[gone[:, steps]] = 1.0
     writer.add_image("dream/controller_dreams", frame_grid(frames), step)

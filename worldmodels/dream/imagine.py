@@ -37,6 +37,7 @@ model-side action [N, A] and the imagined next latent [N, Z]."""
 
 
 START_STATES = ("first", "any")
+TERMINATIONS = ("threshold", "sampled")
 
 
 @dataclass
@@ -47,6 +48,10 @@ class DreamConfig:
     """tau: randomness of the next latent (0: its mean, 1: the model's own spread); unitless"""
     done_threshold: float = 0.5
     """a dream terminates on the first step where the predicted P(done) exceeds this probability"""
+    termination: str = field(default="threshold", metadata={"choices": list(TERMINATIONS)})
+    """when a dream ends: at ``done_threshold`` ("threshold"), or at step t with the predicted probability P(done_t),
+    as the real env would ("sampled"; CMA-ES then scores each dream by its expected return, sum_t P(alive at t)
+    r_t): a done head that never passes 0.5 still shortens the dreams"""
     max_steps: int = field(default=1000, metadata={"flag": "dream_steps"})
     """dream length limit, in steps (truncation)"""
     start: str = field(default="first", metadata={"choices": list(START_STATES)})
@@ -60,6 +65,13 @@ class DreamConfig:
         require_at_least(self, 1, "max_steps", "start_stride")
         if not 0 < self.done_threshold <= 1:
             raise UserError(f"--done-threshold must lie in (0, 1], got {self.done_threshold}")
+        if self.termination not in TERMINATIONS:
+            raise UserError(f"--termination must be one of {', '.join(TERMINATIONS)}, got {self.termination!r}")
+
+    @property
+    def stop_threshold(self) -> float | None:
+        """The threshold at which imagination may stop early (None when termination is sampled)."""
+        return self.done_threshold if self.termination == "threshold" else None
 
 
 @dataclass(frozen=True)
@@ -105,6 +117,16 @@ class Imagined(NamedTuple):
         ended = terminated(self.continues, done_threshold).int()
         earlier = ended.cumsum(1) - ended  # terminations before step t
         return (self.rewards * (earlier == 0)).sum(1)
+
+    def expected_reward(self) -> Tensor:
+        """[N] expected return when each step t terminates with probability P(done_t): sum_t P(alive at t) r_t."""
+        return (self.survival()[:, :-1] * self.rewards).sum(1)
+
+    def dream_return(self, config: DreamConfig) -> Tensor:
+        """[N] each dream's return under ``config``'s termination."""
+        if config.termination == "sampled":
+            return self.expected_reward()
+        return self.total_reward(config.done_threshold)
 
 
 def terminated(continues: Tensor, done_threshold: float) -> Tensor:
@@ -311,7 +333,11 @@ class BatchedDream:
                            generator=self.sampler, shaping=self.shaping)
         self.state, self.z = imagined.state, imagined.latents[:, 0]
         self.t += 1
-        done = terminated(imagined.continues[:, 0], self.config.done_threshold)
+        if self.config.termination == "sampled":
+            p_done = 1 - imagined.continues[:, 0]
+            done = torch.rand(p_done.shape, device=self.device, generator=self.sampler, dtype=p_done.dtype) < p_done
+        else:
+            done = terminated(imagined.continues[:, 0], self.config.done_threshold)
         truncated = (self.t >= self.config.max_steps) & ~done
         return self.observe(), imagined.rewards[:, 0], done, truncated
 
@@ -332,5 +358,5 @@ def rollout_population(dream: BatchedDream, policy, population: int, rollouts: i
         return dream.action.to_model(action.reshape(n, *action.shape[2:]).to(dream.device))
 
     imagined = imagine(dream.memory, state, z, act, config.max_steps, config.temperature, dream.sampler,
-                       dream.shaping, config.done_threshold)
-    return imagined.total_reward(config.done_threshold).view(population, rollouts), imagined
+                       dream.shaping, config.stop_threshold)
+    return imagined.dream_return(config).view(population, rollouts), imagined
