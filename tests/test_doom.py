@@ -65,6 +65,7 @@ def test_doom_presets_dream_at_the_papers_temperature(capsys):
     for name in ("doom", "doom-gpu"):
         p = table[name]
         assert p.vision.z_dim == 64 and p.memory.kind == "mdn" and p.cma.dream.temperature == 1.15
+        assert p.cma.dream.termination == "sampled"  # dreams die at the done head's rate
         assert p.cma.real_every == 0 and p.cma.select == "dream"  # the controller never sees the real game
         assert p.collect.max_steps == p.eval_max_steps == DOOM_STEPS and p.eval_episodes == 100
         assert p.baselines == ["random"] and p.rounds == 1

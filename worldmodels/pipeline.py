@@ -142,8 +142,10 @@ def doom_presets(env: str) -> dict[str, Preset]:
     TakeCover has no time limit of its own: they are cut at ``DOOM_STEPS``), a VAE with z=64, an
     MDN-RNN with 5 mixtures whose done head learns the deaths (dying ends the dream), and a linear
     controller from [z, h] to the 3 discrete actions trained by CMA-ES only in the dream at
-    temperature 1.15 in dreams of at most 1,000 steps (no real-env checks: the controller kept is
-    CMA-ES's last mean). Two levers make the rare deaths weigh: the VAE's reconstruction weight on
+    temperature 1.15 in dreams of at most 1,000 steps that end at the done head's P(done) each step
+    (``termination="sampled"``: with the 0.5 threshold the dream almost never killed, so the
+    controller learned nothing about fireballs; BENCHMARKS.md) and no real-env checks (the
+    controller kept is CMA-ES's last mean). Two levers make the rare deaths weigh: the VAE's reconstruction weight on
     pixels unlike the batch's mean frame (``salient_weight``: fireballs are a few pixels) and the
     done loss weighted x100 against the latent NLL (``done_weight``). The memory
     model sees whole episodes (windows of 1,000 steps, longer than nearly every random episode, padded):
@@ -153,7 +155,7 @@ def doom_presets(env: str) -> dict[str, Preset]:
     """
     if not env.startswith("Vizdoom"):
         return {}
-    dream = DreamConfig(temperature=1.15, max_steps=1000)
+    dream = DreamConfig(temperature=1.15, max_steps=1000, termination="sampled")
     return {
         "doom": Preset(
             CollectConfig(env, episodes=100, max_steps=DOOM_STEPS, agent="brownian"),
