@@ -9,14 +9,18 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from worldmodels.agents.curious import explorer_act
 from worldmodels.cli import main
 from worldmodels.collect.collector import CollectConfig, collect
+from worldmodels.curiosity.explore import EpisodicNovelty
 from worldmodels.curiosity.normalize import RewardMixer, RunningNorm
 from worldmodels.curiosity.online import CuriosityWrapper, curiosity_vec_env
 from worldmodels.curiosity.rewards import Disagreement, InfoGain, make_intrinsic
 from worldmodels.envs.maze import Maze
 from worldmodels.envs.spaces import ActionSpec
 from worldmodels.models import MDNRNN, VRNN, MDNRNNConfig, VRNNConfig
+from worldmodels.models.controller import ControllerSpec
+from worldmodels.runs.artifacts import load_explorer
 from worldmodels.runs.rundir import RunDir
 
 Z, A = 8, 3
@@ -176,15 +180,43 @@ def wm_explore(*args: str) -> None:
     assert main(["explore", *args]) == 0
 
 
+@pytest.mark.parametrize("temperature, floor", [(1.0, 0.85), (2.0, 1.2)])
+def test_explorer_keeps_entropy_above_a_floor_however_large_its_weights(temperature, floor):
+    """CMA-ES may scale the weights up without bound; the tanh-squashed logits keep every state's action
+    distribution spread (at temperature 0, the argmax explorer, entropy is 0: the floor is the sampling's)."""
+    action, spec = ActionSpec("discrete", 4), ControllerSpec(in_dim=6, out_dim=4)
+    params = 1000 * torch.randn(1, spec.n_params, generator=torch.Generator().manual_seed(0))
+    features = torch.randn(1, 5, 6, generator=torch.Generator().manual_seed(1)).repeat_interleave(4000, 1)
+    for tau, low in ((temperature, floor), (0.0, None)):
+        actions = explorer_act(spec, params, features, action, tau, torch.Generator().manual_seed(2))[0]
+        for state in actions.view(5, 4000):
+            p = torch.bincount(state, minlength=4) / 4000.0
+            entropy = float(-(p[p > 0] * p[p > 0].log()).sum())
+            assert entropy > low if low is not None else entropy == 0
+
+
+def test_episodic_novelty_pays_new_latents_only_within_the_same_dream():
+    novelty, start = EpisodicNovelty(), torch.zeros(2, 3)
+    step = torch.tensor([[3.0, 4.0, 0.0], [0.0, 0.0, 0.0]])  # dream 0 moves 5 away, dream 1 stays
+    assert novelty(start, step).tolist() == [5.0, 0.0]
+    back = torch.zeros(2, 3)  # dream 0 returns to its start: nothing new
+    assert novelty(step, back).tolist() == [0.0, 0.0]
+    novelty.reset()  # a new batch of dreams remembers nothing
+    assert novelty(back, step).tolist() == [5.0, 0.0]
+
+
 def test_wm_explore_end_to_end_resumes_and_curious_collects(tmp_path):
     run = RunDir(tmp_path / "run")
     collect(run, CollectConfig(env="worldmodels.envs.maze:Maze", episodes=3, max_steps=15, workers=1,
                                env_kwargs={"cells": 3}), progress=False)
-    wm_explore("--run", str(run.root), *EXPLORE)
+    wm_explore("--run", str(run.root), *EXPLORE, "--action-temperature", "3", "--noise", "0", "--novelty", "0.5")
     history = json.loads((run.root / "explore" / "history.json").read_text())
     assert [r["round"] for r in history["rounds"]] == [1, 2]
+    saved = load_explorer(run)[2]  # the collecting explorer's settings
+    assert (saved["action_temperature"], saved["noise"], saved["novelty"]) == (3.0, 0.0, 0.5)
     for r in history["rounds"]:
         assert 1 <= r["coverage_round"] <= r["coverage_total"] <= Maze(cells=3).open_states
+        assert 0.8 < r["action_entropy"] <= np.log(4) + 1e-9  # sampled at temperature 3 with no noise: spread
         assert np.isfinite(r["memory_val_loss"]) and "dream_intrinsic_mean" in r
     assert sorted(int(p.stem.split("_")[1]) for p in run.episodes.glob("*.npz")) == list(range(7))
     board = EventAccumulator(str(run.tb / "explore")).Reload()  # TensorBoard's run "explore"

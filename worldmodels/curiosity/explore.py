@@ -7,13 +7,15 @@ Each round (resumable; ``RUN/explore/history.json`` records the finished ones):
 2. fit the intrinsic-reward model (disagreement by default) on every real transition;
 3. optimise the explorer, a controller ``[z, h] -> action``, with CMA-ES inside the dream on the
    intrinsic reward it collects (plus ``extrinsic`` x the dream reward), warm-started from the
-   previous round's explorer; saved to ``RUN/explore/params.npz`` (the ``curious`` agent);
+   previous round's explorer; saved to ``RUN/explore/params.npz`` (the ``curious`` agent). On Discrete
+   actions it samples from ``softmax(tanh(logits) / action_temperature)``, in the dream and in the env,
+   so it cannot settle on a few moves (a greedy linear explorer covered 3-9 squares a round on a 3x3 Maze);
 4. collect ``episodes`` new real episodes with it (plus exploration noise) into ``RUN/episodes``,
    recording the env's ground-truth state (``info["position"]``, else ``env.unwrapped.position``)
    per step in ``RUN/explore/positions/`` so coverage (distinct states) can be counted.
 
-Coverage per round and in total, the memory model's validation loss and the dream's intrinsic
-returns go to the history and to TensorBoard's ``RUN/tb/explore`` (``explore/*`` against the round;
+Coverage per round and in total, the entropy of the round's actions, the memory model's validation
+loss and the dream's intrinsic returns go to the history and to TensorBoard's ``RUN/tb/explore`` (``explore/*`` against the round;
 the collected episodes' ``charts/episodic_return`` against the run's real env steps).
 """
 
@@ -28,6 +30,7 @@ import torch
 from tqdm.auto import tqdm
 
 from worldmodels.agents import load_agent
+from worldmodels.agents.curious import explorer_act
 from worldmodels.collect.driver import Callback, EpisodeRecorder, Step, drive, episode_seed
 from worldmodels.core.device import pick_device
 from worldmodels.core.errors import UserError
@@ -36,6 +39,7 @@ from worldmodels.curiosity.rewards import KINDS, make_intrinsic
 from worldmodels.curiosity.transitions import fit_intrinsic, run_transitions
 from worldmodels.dream.evolution import Generation, evolve
 from worldmodels.dream.imagine import BatchedDream, DreamConfig, Shaping, dream_starts, rollout_population
+from worldmodels.envs.spaces import ActionSpec
 from worldmodels.models import MEMORY_MODELS
 from worldmodels.models.controller import ControllerSpec
 from worldmodels.runs.artifacts import explorer_dir, load_explorer, load_world_model, save_explorer
@@ -89,6 +93,12 @@ class ExploreConfig:
     """how the explorer's dreams run: temperature, done threshold, length in steps (100 by default)"""
     extrinsic: float = 0.0
     """weight of the dream's predicted (extrinsic) reward in the explorer's fitness (0: pure exploration)"""
+    action_temperature: float = 2.0
+    """softmax temperature of the explorer's Discrete actions, sampled in the dream and while collecting
+    (0: argmax, a deterministic explorer; Box actions ignore it)"""
+    novelty: float = 0.0
+    """weight of an episodic novelty bonus in the dream: each step's distance from its next latent to the nearest
+    latent the same dream already visited (latent units), so covering new ground within a dream pays"""
     noise: float = 0.1
     """exploration noise while collecting: Gaussian std x action range (Box), random-action probability (Discrete)"""
     seed: int = 0
@@ -99,7 +109,8 @@ class ExploreConfig:
     def __post_init__(self) -> None:
         require_at_least(self, 1, "rounds", "episodes", "vision_epochs", "memory_epochs", "z_dim", "hidden_size",
                          "seq_len", "batch_size", "curiosity_steps", "generations", "rollouts")
-        require_at_least(self, 0, "round_vision_epochs", "round_memory_epochs", "extrinsic", "noise")
+        require_at_least(self, 0, "round_vision_epochs", "round_memory_epochs", "extrinsic", "noise",
+                         "action_temperature", "novelty")
         require_at_least(self, 2, "population")
         require_positive(self, "sigma0")
 
@@ -123,6 +134,24 @@ class GroundTruth(Callback):
         self.positions.append(ground_truth(self.env, step.info))
 
 
+class EpisodicNovelty:
+    """Per dream, the distance ``[N]`` from each step's next latent to the nearest latent that dream visited
+    before (its start included); ``reset`` before each batch of dreams."""
+
+    def __init__(self) -> None:
+        self.visited: torch.Tensor | None = None  # [N, t, Z]
+
+    def reset(self) -> None:
+        self.visited = None
+
+    def __call__(self, z: torch.Tensor, next_z: torch.Tensor) -> torch.Tensor:
+        if self.visited is None:
+            self.visited = z[:, None]
+        distance = (self.visited - next_z[:, None]).norm(dim=-1).min(1).values
+        self.visited = torch.cat([self.visited, next_z[:, None]], 1)
+        return distance
+
+
 def optimise_explorer(run: RunDir, config: ExploreConfig, vision, memory, model, device, round_: int,
                       progress: bool = True) -> dict:
     """CMA-ES on the explorer in the dream, on ``model``'s intrinsic reward (+ ``extrinsic`` x the dream's),
@@ -135,8 +164,11 @@ def optimise_explorer(run: RunDir, config: ExploreConfig, vision, memory, model,
         if saved == spec:
             start = params.astype(np.float64)
 
+    novelty = EpisodicNovelty()
+
     def curiosity(state, z, model_action, next_z):
-        return model.intrinsic_reward(state, z, model_action, next_z if model.needs_next else None)
+        reward = model.intrinsic_reward(state, z, model_action, next_z if model.needs_next else None)
+        return reward + config.novelty * novelty(z, next_z) if config.novelty else reward
 
     dream = BatchedDream(memory, dream_starts(run.latents, config.dream), action, config.dream, device, vision,
                          Shaping(config.extrinsic, bonus=curiosity))
@@ -144,8 +176,10 @@ def optimise_explorer(run: RunDir, config: ExploreConfig, vision, memory, model,
     def fitness(solutions: np.ndarray, gen: int) -> np.ndarray:
         params = torch.as_tensor(solutions, dtype=torch.float32, device=device)
         dream.seed(config.seed * 100_003 + round_ * 1_000 + gen)
-        returns, _ = rollout_population(dream, lambda f: spec.act(params, f, action), config.population,
-                                        config.rollouts)
+        novelty.reset()
+        returns, _ = rollout_population(
+            dream, lambda f: explorer_act(spec, params, f, action, config.action_temperature, dream.sampler),
+            config.population, config.rollouts)
         return returns.mean(1).cpu().numpy()
 
     record = {}
@@ -161,7 +195,8 @@ def optimise_explorer(run: RunDir, config: ExploreConfig, vision, memory, model,
                   on_generation=on_generation)
     bar.close()
     save_explorer(run, spec, mean, {"intrinsic": config.intrinsic, "round": round_ + 1, "noise": config.noise,
-                                    **record})
+                                    "action_temperature": config.action_temperature,
+                                    "novelty": config.novelty, **record})
     return record
 
 
@@ -196,6 +231,14 @@ def coverage(directory, indices: list[int]) -> tuple[set, int]:
                 seen.update(map(tuple, data["position"].tolist()))
             found += 1
     return seen, found
+
+
+def action_entropy(actions: np.ndarray, action: ActionSpec) -> float | None:
+    """Entropy (nats; log A at most) of the histogram of Discrete ``actions`` [N] indices; None for Box actions."""
+    if not action.discrete:
+        return None
+    p = np.bincount(actions.astype(np.int64), minlength=action.dim) / len(actions)
+    return float(-(p[p > 0] * np.log(p[p > 0])).sum())
 
 
 def explore(run: RunDir, config: ExploreConfig, progress: bool = True) -> dict:
@@ -244,20 +287,23 @@ def explore(run: RunDir, config: ExploreConfig, progress: bool = True) -> dict:
         collect_round(run, indices, config.seed, directory, device, progress)
         seen, recorded = coverage(directory, indices)
         total, _ = coverage(directory, list(range(base, base + (r + 1) * config.episodes)))
-        returns, lengths = [], []
+        returns, lengths, actions = [], [], []
         for i in indices:
             with np.load(run.episodes / f"episode_{i:06d}.npz") as data:
                 returns.append(float(data["reward"].sum()))
                 lengths.append(len(data["reward"]))
+                actions.append(data["action"])
         entry = {"round": r + 1, "episodes": indices, "coverage_round": len(seen) if recorded else None,
                  "coverage_total": len(total) if recorded else None, "return_mean": float(np.mean(returns)),
-                 "return_max": float(np.max(returns)), "vision_val_loss": vision_summary["best_val_loss"],
+                 "return_max": float(np.max(returns)),
+                 "action_entropy": action_entropy(np.concatenate(actions), run.action_spec()),
+                 "vision_val_loss": vision_summary["best_val_loss"],
                  "memory_val_loss": memory_summary["best_val_loss"], "curiosity": losses, **dream,
                  "seconds": time.perf_counter() - t0}
         history["rounds"].append(entry)
         atomic_write_json(history_path, history)
-        for key in ("coverage_round", "coverage_total", "return_mean", "memory_val_loss", "vision_val_loss",
-                    "dream_intrinsic_best", "dream_intrinsic_mean"):
+        for key in ("coverage_round", "coverage_total", "return_mean", "action_entropy", "memory_val_loss",
+                    "vision_val_loss", "dream_intrinsic_best", "dream_intrinsic_mean"):
             if entry.get(key) is not None:
                 writer.add_scalar(f"explore/{key}", entry[key], r + 1)
         for key, value in losses.items():
@@ -265,6 +311,6 @@ def explore(run: RunDir, config: ExploreConfig, progress: bool = True) -> dict:
         log_episodes(writer, returns, lengths, stored_steps(run.episodes) - sum(lengths))  # the round's are last
         writer.flush()
         print(f"explore: round {r + 1}: coverage {entry['coverage_round']} states (total {entry['coverage_total']}), "
-              f"return mean {entry['return_mean']:.2f}, memory val loss {entry['memory_val_loss']:.3f}")
+              f"return mean {entry['return_mean']:.2f}, action entropy {entry['action_entropy']}, memory val loss {entry['memory_val_loss']:.3f}")
     writer.close()
     return history
