@@ -64,14 +64,16 @@ class Run:
         return self.dir.make_env(max_steps=max_steps)
 
     def dream_env(self, obs: str = "latent", temperature: float = 1.0, done_threshold: float = 0.5,
-                  dream_steps: int = 1000) -> gym.Env:
+                  dream_steps: int = 1000, termination: str = "threshold") -> gym.Env:
         """One dream as a ``gymnasium.Env``: observations ``[z, h]`` float32 [Z+H] (``obs="latent"``) or
-        decoded frames [64, 64, 3] uint8 (``obs="pixels"``); rewards and ends as the memory model predicts;
+        decoded frames [64, 64, 3] uint8 (``obs="pixels"``); rewards and ends as the memory model predicts
+        (``termination``: at ``done_threshold``, or "sampled" at the predicted P(done) each step);
         truncated after ``dream_steps``."""
         if obs not in OBSERVATIONS:
             raise UserError(f"obs={obs!r}: choose one of {', '.join(OBSERVATIONS)}")
         dream = BatchedDream(self.memory, initial_latents(self.dir.latents), self.dir.action_spec(),
-                             DreamConfig(temperature, done_threshold, dream_steps), self.device, self.vision)
+                             DreamConfig(temperature=temperature, done_threshold=done_threshold,
+                                         max_steps=dream_steps, termination=termination), self.device, self.vision)
         env = DreamEnv(dream, render_mode="rgb_array")
         return PixelDream(env) if obs == "pixels" else env
 

@@ -48,10 +48,6 @@ class DreamConfig:
     """tau: randomness of the next latent (0: its mean, 1: the model's own spread); unitless"""
     done_threshold: float = 0.5
     """a dream terminates on the first step where the predicted P(done) exceeds this probability"""
-    termination: str = field(default="threshold", metadata={"choices": list(TERMINATIONS)})
-    """when a dream ends: at ``done_threshold`` ("threshold"), or at step t with the predicted probability P(done_t),
-    as the real env would ("sampled"; CMA-ES then scores each dream by its expected return, sum_t P(alive at t)
-    r_t): a done head that never passes 0.5 still shortens the dreams"""
     max_steps: int = field(default=1000, metadata={"flag": "dream_steps"})
     """dream length limit, in steps (truncation)"""
     start: str = field(default="first", metadata={"choices": list(START_STATES)})
@@ -59,6 +55,10 @@ class DreamConfig:
     dreams cover every stretch the data reached (later parts of a track included)"""
     start_stride: int = 1
     """with start "any": every k-th stored frame (fewer, less correlated starts)"""
+    termination: str = field(default="threshold", metadata={"choices": list(TERMINATIONS)})
+    """when a dream ends: at ``done_threshold`` ("threshold"), or at step t with the predicted probability P(done_t),
+    as the real env would ("sampled"; CMA-ES then scores each dream by its expected return, sum_t P(alive at t)
+    r_t): a done head that never passes 0.5 still shortens the dreams"""
 
     def __post_init__(self) -> None:
         require_at_least(self, 0, "temperature")
