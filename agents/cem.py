@@ -21,11 +21,12 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from worldmodels.core.errors import UserError
+from worldmodels.dream.imagine import imagine
 from worldmodels.envs.spaces import ActionSpec
 from worldmodels.models.memory import Memory, State, select_state
 from worldmodels.planning.mpc import Bonus, MPCPlanner, TerminalValue
 from worldmodels.planning.optimizers import CEMConfig, CEMOptimizer, Objective
-from worldmodels.runs.artifacts import load_sb3, load_world_model
+from worldmodels.runs.artifacts import load_controller, load_sb3, load_world_model
 
 ObjectiveFactory = Callable[[State, Tensor], Objective]
 """(memory state (batch 1), z [1, Z]) -> objective over candidates [N, H, A] -> [N], higher is better."""
@@ -136,7 +137,7 @@ def planner_config(
     return CEMConfig(**given, **fields_)
 
 
-def sb3_value(run, algo: str, device: torch.device | str = "cpu") -> TerminalValue:
+def sb3_value(run, algo: str, memory: Memory, device: torch.device | str = "cpu") -> TerminalValue:
     """Terminal value from the SB3 model trained in the dream (``wm dream --algo ALGO``).
 
     Its observations are ``[z, h]``: actor-critics (PPO, A2C) give V; off-policy critics (SAC,
@@ -144,8 +145,8 @@ def sb3_value(run, algo: str, device: torch.device | str = "cpu") -> TerminalVal
     """
     policy = load_sb3(run, algo, device).policy
 
-    def value(features: Tensor, z: Tensor) -> Tensor:
-        obs = torch.cat([z, features], dim=1).to(policy.device)
+    def value(state: State, z: Tensor) -> Tensor:
+        obs = torch.cat([z, memory.features(state)], dim=1).to(policy.device)
         if hasattr(policy, "predict_values"):
             return policy.predict_values(obs)[:, 0].to(z.device)
         if hasattr(policy, "critic"):
@@ -153,6 +154,35 @@ def sb3_value(run, algo: str, device: torch.device | str = "cpu") -> TerminalVal
         raise UserError(f"the {algo.upper()} model has no value function or critic to plan with")
 
     return value
+
+
+def controller_value(run, memory: Memory, steps: int, device: torch.device | str = "cpu") -> TerminalValue:
+    """Terminal value from the run's dream-trained controller (``wm dream``, CMA-ES): the return it is
+    expected to earn in ``steps`` more dream steps from the state a plan ends in (each step's
+    predicted reward weighted by P(no termination before it); mean next latents), in units of dream
+    reward. All N plans' tails are one batched imagination."""
+    spec, params, _ = load_controller(run)
+    params = torch.as_tensor(params, device=device)[None]  # [1, n_params]
+    action = run.action_spec()
+
+    def policy(obs: Tensor) -> Tensor:  # [N, Z+H] -> model-side actions [N, A]
+        return action.to_model(spec.act(params, obs[None], action)[0])
+
+    def value(state: State, z: Tensor) -> Tensor:
+        return imagine(memory, state, z, policy, horizon=steps).expected_reward()
+
+    return value
+
+
+def terminal_value(run, algo: str | None, memory: Memory, value_steps: int, device) -> TerminalValue | None:
+    """The planner's terminal value: none, the CMA-ES controller's (``algo="cma"``) or an SB3 model's."""
+    if algo is None:
+        return None
+    if algo == "cma":
+        if value_steps < 1:
+            raise UserError(f"value_steps must be >= 1, got {value_steps}")
+        return controller_value(run, memory, value_steps, device)
+    return sb3_value(run, algo, memory, device)
 
 
 def cem(
@@ -164,14 +194,16 @@ def cem(
     elites: int | None = None,
     method: str | None = None,
     algo: str | None = None,
+    value_steps: int = 50,
     temperature: float = 0.0,
     bonus: Bonus | None = None,
     **options: float,
 ) -> CEMAgent:
     """Loader (``wm eval --agent cem``): the run's vision and memory models behind a CEM planner.
 
-    ``options`` may set any other ``CEMConfig`` field (``discount``, ``init_std``, ...);
-    ``algo`` names a dream-trained SB3 model whose value is the terminal value (none by default).
+    ``options`` may set any other ``CEMConfig`` field (``discount``, ``init_std``, ...). ``algo``
+    gives the plans a terminal value (none by default): ``"cma"``, the dream-trained controller's
+    expected return over ``value_steps`` more dream steps; an SB3 algorithm, that model's value.
     """
 
     known = {f.name for f in fields(CEMConfig)}
@@ -180,5 +212,5 @@ def cem(
         raise UserError(f"unknown cem agent options {unknown}; planner settings are {sorted(known)}")
     config = planner_config(horizon, candidates, iterations, elites, method, **options)
     vision, memory = load_world_model(run, device)
-    value = sb3_value(run, algo, device) if algo is not None else None
+    value = terminal_value(run, algo, memory, value_steps, device)
     return CEMAgent(vision, memory, run.action_spec(), config, device, temperature, bonus, value)

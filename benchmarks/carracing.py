@@ -1,24 +1,28 @@
 """CarRacing-v3 on full 1,000-step episodes: the laptop preset against every reference, and its ablations.
 
-    python benchmarks/carracing.py [--seeds 0 1 2] [--root runs] [--workers 2]
+    python benchmarks/carracing.py [--seeds 0 1 2] [--memories rssm mdn] [--root runs] [--workers 2]
                                    [--skip ppo,real-cma,cem,ablations] [--ppo-seconds 370]
 
 Every agent is scored on the same full 1,000-step tracks: pipeline seed S on the 20 tracks of
 ``wm eval --seed S+1``. Rows of the main table:
 
-- the dream-trained controller of ``wm run CarRacing-v3 --preset laptop --seed S`` (``ROOT/laptop_sS``,
-  the runs of ``benchmarks/laptop.py``: a finished run is read back, not rerun) and the random policy;
+- the dream-trained controller of ``wm run CarRacing-v3 --preset laptop --seed S`` with each memory model
+  of ``--memories`` (``ROOT/laptop_KIND_sS``, the runs of ``benchmarks/laptop.py``: a finished run is read
+  back, not rerun; default: the preset's RSSM) and the random policy;
 - SB3 PPO from pixels (rl-zoo's CarRacing settings) trained with the compute of the pipeline's training
   wall clock on 2 cores: ``--ppo-seconds`` (default: README's first command's training stages, timed on
   a quiet 2-core machine) x ``--cores`` of CPU time, so other work on the machine cannot starve it;
-- CMA-ES in the *real* env (Ha & Schmidhuber's protocol) on the seed run's V and M, given as many
-  real steps as the pipeline's real-env checks (so both use the same real steps in all);
-- CEM-MPC in the seed run's memory model (one plan per step, cost per decision measured);
+- CMA-ES in the *real* env (Ha & Schmidhuber's protocol) on the seed run's V and M (the first of
+  ``--memories``), given as many real steps as the pipeline's real-env checks (the same real steps in all);
+- CEM-MPC in that run's memory model (one plan per step, cost per decision measured), without and with
+  the dream-trained controller's expected return over ``CEM_VALUE_STEPS`` more dream steps as the
+  terminal value of each plan;
 - published full-episode results (CarRacing-v0), not measured here.
 
 The ablation table turns each of the preset's levers off (and candidate levers on: temperature 1.15,
-MOPO-style pessimism) in round 2 of one seed's run (same data, same VAE, same budget; ``ROOT/ablate_sS_I``)
-beside a rerun of the preset itself, since CMA-ES's path also depends on the thread count. Resumable: finished parts are read back. Writes
+MOPO-style pessimism) in round 2 of one seed's run (same data, same VAE, same budget)
+beside a rerun of the preset itself, since CMA-ES's path also depends on the thread count (the first of
+``--memories``; ``ROOT/ablate_KIND_sS_I``). Resumable: finished parts are read back. Writes
 ``ROOT/carracing.json`` and ``ROOT/carracing.md``.
 """
 
@@ -34,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from laptop import seed_result
+from laptop import run_name, seed_result
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import DummyVecEnv, VecFrameStack, VecNormalize
@@ -56,6 +60,7 @@ PRESET = presets(ENV)["laptop"]
 # CEM-MPC in the memory model: horizon, candidates, iterations, elites; one plan per real step.
 CEM = dict(horizon=12, candidates=200, iterations=4, elites=20)
 CEM_TRACKS = 10
+CEM_VALUE_STEPS = 50  # dream steps of the controller's terminal value (``--algo cma``)
 # Round 2 of the laptop preset with one lever turned off: (memory overrides, CMA-ES overrides).
 ABLATIONS = {
     "preset": ({}, {}),
@@ -200,22 +205,26 @@ def real_cma(base: RunDir, root: Path, budget: int, seed: int, workers: int | No
     return {**trained, "returns": r["returns"], "seconds": time.perf_counter() - t0}
 
 
-def cem_mpc(base: RunDir, seed: int, workers: int | None) -> dict:
-    """CEM-MPC (``CEM``) in ``base``'s memory model on ``CEM_TRACKS`` full tracks of ``seed + 1``."""
+def cem_mpc(base: RunDir, seed: int, workers: int | None, value: bool) -> dict:
+    """CEM-MPC (``CEM``) in ``base``'s memory model on ``CEM_TRACKS`` full tracks of ``seed + 1``; with
+    ``value``, each plan's end state is worth the run's controller's expected return over ``CEM_VALUE_STEPS``."""
+    options = {**CEM, **(dict(algo="cma", value_steps=CEM_VALUE_STEPS) if value else {})}
     r = evaluate(base, "cem", episodes=CEM_TRACKS, workers=workers, seed=seed + 1, max_steps=FULL, progress=True,
-                 write=False, agent_options=dict(CEM))
+                 write=False, agent_options=options)
     parallel = min(workers or 2, CEM_TRACKS)
     return {"returns": r["returns"], "seconds": r["seconds"], "per_decision": r["seconds"] * parallel / sum(r["lengths"])}
 
 
-def ablation(base: RunDir, root: Path, name: str, seed: int, workers: int | None) -> dict:
-    """Round 2 of ``base`` (its final data and VAE) rerun with one lever off; scored like the preset."""
+def ablation(base: RunDir, root: Path, name: str, seed: int, workers: int | None, memory: str) -> dict:
+    """Round 2 of ``base`` (its final data and VAE; memory model ``memory``) rerun with one lever off;
+    scored like the preset."""
     memory_overrides, cma_overrides = ABLATIONS[name]
     run = shared_run(base, root, ("vision", "latents") if memory_overrides else ("vision", "latents", "memory"))
     epochs = PRESET.memory.epochs + PRESET.round_memory_epochs
     t0 = time.perf_counter()
     if memory_overrides:
-        train_memory(run, replace(PRESET.memory, epochs=epochs, seed=seed, device="cpu", **memory_overrides),
+        train_memory(run, replace(PRESET.memory, kind=memory, epochs=epochs, seed=seed, device="cpu",
+                                  **memory_overrides),
                      progress=False)
     train_cma(run, replace(PRESET.cma, workers=workers, seed=seed, device="cpu", **cma_overrides), progress=False)
     seconds = time.perf_counter() - t0
@@ -229,6 +238,9 @@ def ablation(base: RunDir, root: Path, name: str, seed: int, workers: int | None
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--memories", nargs="+", default=[PRESET.memory.kind],
+                        help="memory models of the dream controllers' rows; the first is the base of the references "
+                             "and ablations (default: the preset's)")
     parser.add_argument("--root", type=Path, default=Path("runs"))
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--skip", default="", help="comma-separated: ppo,real-cma,cem,ablations")
@@ -245,9 +257,11 @@ def main() -> None:
     torch.set_num_threads(args.workers or 2)
     root = args.root
 
-    pipeline = {s: seed_result(ENV, root, s, args.workers) for s in args.seeds}
-    evals = {s: {a: json.loads((root / f"laptop_s{s}" / "eval" / f"{a}.json").read_text())
-                 for a in ("controller", "random")} for s in args.seeds}
+    kind = args.memories[0]
+    pipelines = {m: {s: seed_result(ENV, root, s, args.workers, m) for s in args.seeds} for m in args.memories}
+    evals = {m: {s: {a: json.loads((root / run_name(s, m) / "eval" / f"{a}.json").read_text())
+                     for a in ("controller", "random")} for s in args.seeds} for m in args.memories}
+    random_returns = {s: evals[kind][s]["random"]["returns"] for s in args.seeds}
     rows = []
 
     def part(path: Path, compute, *compute_args) -> dict | None:
@@ -255,32 +269,38 @@ def main() -> None:
 
     def row(agent: str, seed: int, returns, real_steps, seconds, note: str = "") -> None:
         rows.append({"agent": agent, "seed": seed, "mean": float(np.mean(returns)), "std": float(np.std(returns)),
-                     "tracks": len(returns), "wins": wins(returns, evals[seed]["random"]["returns"][:len(returns)]),
+                     "tracks": len(returns), "wins": wins(returns, random_returns[seed][:len(returns)]),
                      "real_steps": real_steps, "seconds": seconds, "note": note})
 
+    for m in args.memories:
+        for s in args.seeds:
+            steps = pipelines[m][s]["real_env_steps"]
+            train_seconds = sum(v for k, v in pipelines[m][s]["seconds"].items() if not k.startswith("eval"))
+            row(f"dream controller (laptop preset, {m.upper()})", s, evals[m][s]["controller"]["returns"],
+                steps["episodes"] + steps["checks"], train_seconds)
     for s in args.seeds:
-        steps = pipeline[s]["real_env_steps"]
-        train_seconds = sum(v for k, v in pipeline[s]["seconds"].items() if not k.startswith("eval"))
-        row("dream controller (laptop preset)", s, evals[s]["controller"]["returns"],
-            steps["episodes"] + steps["checks"], train_seconds)
-        row("random policy", s, evals[s]["random"]["returns"], 0, 0)
+        row("random policy", s, random_returns[s], 0, 0)
     for s in args.reference_seeds:
-        base = RunDir(root / f"laptop_s{s}")
-        steps = pipeline[s]["real_env_steps"]
+        base = RunDir(root / run_name(s, kind))
+        steps = pipelines[kind][s]["real_env_steps"]
         if "ppo" not in skip:
             r = part(root / f"ppo_pixels_s{s}.json", ppo_on_pixels, base, args.ppo_seconds * args.cores, s,
                      PRESET.eval_episodes, root / f"ppo_pixels_s{s}")
             r and row("SB3 PPO from pixels, equal compute", s, r["returns"], r["env_steps"], r["seconds"],
                 f"{r['cpu_seconds']:.0f} CPU-s ({args.ppo_seconds:.0f} s x {args.cores} cores)")
         if "real-cma" not in skip:
-            r = part(root / f"realcma_s{s}.json", real_cma, base, root / f"realcma_s{s}", steps["checks"], s,
-                     args.workers)
-            r and row("CMA-ES in the real env, equal real steps", s, r["returns"], steps["episodes"] + r["env_steps"],
+            r = part(root / f"realcma_{kind}_s{s}.json", real_cma, base, root / f"realcma_{kind}_s{s}",
+                     steps["checks"], s, args.workers)
+            r and row(f"CMA-ES in the real env, equal real steps ({kind.upper()}'s V and M)", s, r["returns"], steps["episodes"] + r["env_steps"],
                 r["seconds"], f"{r['generations']} generations x 8")
         if "cem" not in skip:
-            r = part(root / f"cem_s{s}.json", cem_mpc, base, s, args.workers)
-            r and row(f"CEM-MPC in the memory model (H={CEM['horizon']}, N={CEM['candidates']}, I={CEM['iterations']})",
-                s, r["returns"], steps["episodes"], 0, f"{1000 * r['per_decision']:.0f} ms per decision")
+            for value in (False, True):
+                name = f"cem_{kind}_s{s}" + ("_value" if value else "")
+                r = part(root / f"{name}.json", cem_mpc, base, s, args.workers, value)
+                tail = f", + controller value over {CEM_VALUE_STEPS} steps" if value else ""
+                r and row(f"CEM-MPC in the {kind.upper()} (H={CEM['horizon']}, N={CEM['candidates']}, "
+                          f"I={CEM['iterations']}{tail})", s, r["returns"], steps["episodes"] + steps["checks"], 0,
+                          f"{1000 * r['per_decision']:.0f} ms per decision")
 
     lines = ["| agent | seed | full-episode return | tracks won vs random | real env steps | training wall clock (s) | note |",
              "|---|---:|---:|---:|---:|---:|---|"]
@@ -297,19 +317,19 @@ def main() -> None:
 
     ablations = []
     if "ablations" not in skip:
-        s, base = args.ablation_seed, RunDir(root / f"laptop_s{args.ablation_seed}")
+        s, base = args.ablation_seed, RunDir(root / run_name(args.ablation_seed, kind))
         for i, name in enumerate(ABLATIONS):
-            a = part(root / f"ablate_s{s}_{i}.json", ablation, base, root / f"ablate_s{s}_{i}", name, s, args.workers)
+            a = part(root / f"ablate_{kind}_s{s}_{i}.json", ablation, base, root / f"ablate_{kind}_s{s}_{i}", name, s,
+                     args.workers, kind)
             ablations += [a] if a else []
-        random_returns = evals[s]["random"]["returns"]
-        lines = [f"| round 2 of seed {s}'s run | full-episode return | tracks won vs random | real-env check steps | "
+        lines = [f"| round 2 of seed {s}'s run ({kind.upper()}) | full-episode return | tracks won vs random | real-env check steps | "
                  "memory + CMA-ES (s) |", "|---|---:|---:|---:|---:|"]
         for a in ablations:
-            lines.append(f"| {a['lever']} | {a['mean']:.1f} +- {a['std']:.1f} | {wins(a['returns'], random_returns)}/"
+            lines.append(f"| {a['lever']} | {a['mean']:.1f} +- {a['std']:.1f} | {wins(a['returns'], random_returns[s])}/"
                          f"{len(a['returns'])} | {a['check_steps']:,} | {a['seconds']:.0f} |")
         table += "\n\nAblations (each lever off, the rest of the preset on):\n\n" + "\n".join(lines)
 
-    atomic_write_json(root / "carracing.json", {"seeds": args.seeds, "max_steps": FULL, "rows": rows,
+    atomic_write_json(root / "carracing.json", {"seeds": args.seeds, "memories": args.memories, "max_steps": FULL, "rows": rows,
                                                 "ablations": ablations, "ppo_seconds": args.ppo_seconds,
                                                 "cores": args.cores})
     (root / "carracing.md").write_text(table + "\n")

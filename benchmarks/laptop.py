@@ -4,10 +4,10 @@
                                 [--memory mdn|vrnn|rssm|srnn|svg]
 
 Runs (or resumes; a finished seed is only read back) ``wm run ENV --preset laptop --seed S`` into
-``ROOT/laptop_sS`` for each seed (with ``--memory KIND``, ``--set memory.kind=KIND`` into
-``ROOT/laptop_KIND_sS``), then prints one row per seed (the dream controller and the
+``ROOT/laptop_KIND_sS`` for each seed, KIND the preset's memory model (rssm) or ``--memory KIND``
+(``--set memory.kind=KIND``), then prints one row per seed (the dream controller and the
 random policy on the same 20 tracks of full 1,000-step episodes, tracks won, real env steps,
-minutes per stage) and the mean +- std over seeds. Writes ``ROOT/laptop_seeds.json``.
+minutes per stage) and the mean +- std over seeds. Writes ``ROOT/laptop_KIND_seeds.json``.
 """
 
 from __future__ import annotations
@@ -22,13 +22,15 @@ import numpy as np
 from worldmodels.pipeline import presets, run_pipeline
 from worldmodels.runs.rundir import RunDir, atomic_write_json
 
-
-def run_name(seed: int, memory: str = "mdn") -> str:
-    """``laptop_sS`` for the preset's MDN-RNN, ``laptop_KIND_sS`` for another memory model."""
-    return f"laptop_s{seed}" if memory == "mdn" else f"laptop_{memory}_s{seed}"
+ENV = "CarRacing-v3"
 
 
-def seed_result(env: str, root: Path, seed: int, workers: int | None, memory: str = "mdn") -> dict:
+def run_name(seed: int, memory: str) -> str:
+    """``laptop_KIND_sS``: pipeline seed ``seed`` of the laptop preset with memory model ``memory``."""
+    return f"laptop_{memory}_s{seed}"
+
+
+def seed_result(env: str, root: Path, seed: int, workers: int | None, memory: str) -> dict:
     """One seed's pipeline summary plus its per-track comparison with random."""
     run = RunDir(root / run_name(seed, memory))
     path = run.root / "pipeline.json"
@@ -49,11 +51,12 @@ def seed_result(env: str, root: Path, seed: int, workers: int | None, memory: st
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--env", default="CarRacing-v3")
+    parser.add_argument("--env", default=ENV)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--root", type=Path, default=Path("runs"))
     parser.add_argument("--workers", type=int, default=None)
-    parser.add_argument("--memory", default="mdn", help="the memory model (the preset's: mdn)")
+    parser.add_argument("--memory", default=presets(ENV)["laptop"].memory.kind,
+                        help="the memory model (default: the preset's)")
     args = parser.parse_args()
     rows = [seed_result(args.env, args.root, s, args.workers, args.memory) for s in args.seeds]
     print("| seed | controller | random | tracks won | real env steps (episodes + checks) | minutes |")
@@ -66,8 +69,7 @@ def main() -> None:
     means = np.array([r["controller"]["mean"] for r in rows])
     print(f"\ncontroller over {len(rows)} seeds ({rows[0]['tracks']} tracks of {rows[0]['max_steps']} steps each): "
           f"{means.mean():.1f} +- {means.std():.1f}; random {np.mean([r['random']['mean'] for r in rows]):.1f}")
-    name = "laptop_seeds.json" if args.memory == "mdn" else f"laptop_{args.memory}_seeds.json"
-    atomic_write_json(args.root / name, {"env": args.env, "memory": args.memory, "rows": rows,
+    atomic_write_json(args.root / f"laptop_{args.memory}_seeds.json", {"env": args.env, "memory": args.memory, "rows": rows,
                                                          "mean": float(means.mean()), "std": float(means.std())})
 
 

@@ -2,7 +2,7 @@
 
     python benchmarks/memories.py [--env worldmodels.envs.catch:Catch] [--budget 60] [--episodes 12]
                                   [--hidden-size 64] [--models mdn,vrnn,rssm,srnn,svg] [--out DIR]
-    python benchmarks/memories.py --run runs/laptop_s0 --hidden-size 256 --done-label carracing-off-track \
+    python benchmarks/memories.py --run runs/laptop_mdn_s0 --hidden-size 256 --done-label carracing-off-track \
                                   --reward-smoothing 10 --transfer-root runs      # CarRacing at laptop size
 
 Collects ``--episodes`` random-policy episodes and trains one ConvVAE (``--vae-epochs``) into
@@ -26,7 +26,7 @@ and measures on the held-out episodes, with z the VAE means:
 Rewards and dones are the targets ``wm train memory`` gives the model (``--reward-smoothing``,
 ``--done-label``). With ``--transfer-root ROOT`` a second table adds each model's dream-to-real
 transfer: the laptop preset's dream controller with that memory model (``benchmarks/laptop.py
---memory KIND``: ``ROOT/laptop_sS``, ``ROOT/laptop_KIND_sS``) on full 1,000-step CarRacing episodes,
+--memory KIND``: ``ROOT/laptop_KIND_sS``) on full 1,000-step CarRacing episodes,
 per seed and over the seeds found.
 
 Writes ``OUT/results.json``, ``OUT/results.md`` (the tables) and ``OUT/openloop.png`` (real frames

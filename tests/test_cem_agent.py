@@ -29,6 +29,8 @@ from worldmodels.envs.make import make_env
 from worldmodels.envs.point import RADIUS
 from worldmodels.envs.spaces import ActionSpec
 from worldmodels.models import MDNRNN, VRNN, ConvVAE, MDNRNNConfig, VAEConfig, VRNNConfig
+from worldmodels.models.controller import ControllerSpec
+from worldmodels.runs.artifacts import load_world_model, save_controller
 from worldmodels.runs.rundir import RunDir
 from worldmodels.training.memory import MemoryTrainConfig, train_memory
 from worldmodels.training.vision import VisionTrainConfig, train_vision
@@ -223,3 +225,45 @@ def test_wm_eval_cem_without_models_is_a_clear_error(tmp_path, capsys) -> None:
     collect(run, CollectConfig(env=POINT, episodes=1, max_steps=3, workers=1), progress=False)
     assert main(["eval", "--run", str(run.root), "--agent", "cem", "--episodes", "1", "--workers", "1"]) == 2
     assert "train it first" in capsys.readouterr().err
+
+
+def test_controller_terminal_value_is_its_expected_dream_return(tiny_point_run, tmp_path) -> None:
+    """``--algo cma``: a plan's end state is worth what the dream-trained controller is expected to earn
+    from it in ``value_steps`` more dream steps (survival-weighted predicted rewards, mean latents)."""
+    run = RunDir(shutil.copytree(tiny_point_run, tmp_path / "run"))
+    with pytest.raises(UserError, match="wm dream"):
+        load_agent("cem", run, algo="cma")
+    _, memory = load_world_model(run, "cpu")
+    spec = ControllerSpec.for_run(memory.z_dim, memory.hidden_size, run.action_spec(), low=(0.0, -1.0))
+    params = torch.as_tensor(np.random.default_rng(0).normal(size=spec.n_params).astype(np.float32))
+    save_controller(run, spec, params.numpy(), {})
+    value = load_agent("cem", run, algo="cma", value_steps=3, horizon=2, candidates=20, elites=4).planner.terminal_value
+
+    torch.manual_seed(0)
+    start_z = torch.randn(5, memory.z_dim)
+    state, z, expected, alive = memory.initial_state(5), start_z, torch.zeros(5), torch.ones(5)
+    with torch.no_grad():
+        for _ in range(3):  # the controller's closed loop, by hand
+            action = spec.act(params[None], torch.cat([z, memory.features(state)], 1)[None], run.action_spec())[0]
+            assert (action[:, 0] >= 0).all(), "the controller acts within its own bounds"
+            state = memory.step(state, z, action)
+            prediction = memory.predict(state)
+            expected += alive * prediction.reward
+            alive = alive * torch.sigmoid(-prediction.done_logit)
+            z = prediction.next_z.mean
+        assert torch.allclose(value(memory.initial_state(5), start_z), expected, atol=1e-5)
+        assert not torch.allclose(value(memory.initial_state(5), start_z + 1), expected, atol=1e-5)
+
+
+def test_wm_eval_cem_with_the_controllers_value(tiny_point_run, tmp_path, capsys) -> None:
+    root = shutil.copytree(tiny_point_run, tmp_path / "run")
+    args = ["eval", "--run", str(root), "--agent", "cem", "--episodes", "1", "--workers", "1", "--max-steps", "3",
+            "--horizon", "2", "--candidates", "10", "--iterations", "1", "--elites", "2", "--algo", "cma"]
+    assert main(args) == 2
+    assert "wm dream" in capsys.readouterr().err
+    assert main(["dream", "--run", str(root), "--generations", "1", "--population", "4", "--rollouts", "1",
+                 "--dream-steps", "3", "--real-every", "0"]) == 0
+    assert main(args + ["--value-steps", "4"]) == 0
+    assert json.loads((Path(root) / "eval" / "cem.json").read_text())["options"]["value_steps"] == 4
+    assert main(["eval", "--run", str(root), "--agent", "random", "--value-steps", "4"]) == 2
+    assert "--agent cem" in capsys.readouterr().err

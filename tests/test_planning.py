@@ -196,8 +196,8 @@ def test_latent_returns_bonus_terminal_value_and_sampling() -> None:
         assert torch.equal(state[0], z), "the bonus sees the state before the step"
         return (next_z - z).sum(-1)  # 0.75 per step
 
-    def value(features: Tensor, z: Tensor) -> Tensor:
-        return -10 * features.abs().sum(-1)  # final z = (2, 0): -20
+    def value(state: State, z: Tensor) -> Tensor:
+        return -10 * memory.features(state).abs().sum(-1)  # final z = (2, 0): -20
 
     state = (z,)  # the fake model's state holds the current latent
     returns = latent_returns(memory, state, z, actions, bonus=progress, terminal_value=value)
@@ -256,7 +256,7 @@ def test_mpc_decision_with_mdnrnn_is_in_bounds(device) -> None:
     memory = MDNRNN(MDNRNNConfig(z_dim=8, action_dim=3, hidden_size=32)).to(device).eval()
     low, high = torch.tensor([-1.0, 0.0, 0.0], device=device), torch.ones(3, device=device)  # steer, gas, brake
     config = CEMConfig(horizon=5, candidates=100, elites=10, iterations=3, method="icem", discount=0.99)
-    value = lambda features, z: features.sum(-1)  # noqa: E731
+    value = lambda state, z: memory.features(state).sum(-1)  # noqa: E731
     planner = MPCPlanner(CEMOptimizer(config, low, high), temperature=1.0, terminal_value=value,
                          generator=torch.Generator(device).manual_seed(0))
     state, z = memory.initial_state(1), torch.randn(1, 8, device=device)

@@ -215,8 +215,11 @@ def add_eval(sub) -> None:
     add_run_dir(p)
     add_flags(p, EvalConfig)
     p.add_argument("--algo", default=argparse.SUPPRESS,
-                   help="--agent sb3: which saved SB3 model (default: the only one); --agent cem: plan with that "
-                        "model's value as the terminal value (default: none)")
+                   help="--agent sb3: which saved SB3 model (default: the only one); --agent cem: plans end with "
+                        "a terminal value (default: none): cma, the dream-trained controller's expected return "
+                        "over --value-steps more dream steps; an SB3 algorithm, that model's value")
+    p.add_argument("--value-steps", type=int, default=argparse.SUPPRESS,
+                   help="--agent cem --algo cma: dream steps of the controller's terminal value (default 50)")
     add_flags(p.add_argument_group("planner (--agent cem)"), CEMConfig)
     p.set_defaults(func=cmd_eval)
 

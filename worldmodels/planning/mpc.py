@@ -14,8 +14,8 @@ from worldmodels.dream.imagine import Bonus, Shaping, imagine
 from worldmodels.models.memory import Memory, State
 from worldmodels.planning.optimizers import CEMOptimizer, Objective
 
-TerminalValue = Callable[[Tensor, Tensor], Tensor]
-"""``value(features [N, H], z [N, Z]) -> [N]`` of the state a plan ends in."""
+TerminalValue = Callable[[State, Tensor], Tensor]
+"""``value(memory state (batch N), z [N, Z]) -> [N]`` of the state a plan ends in, in units of reward."""
 
 
 def latent_returns(
@@ -44,7 +44,7 @@ def latent_returns(
     survival = imagined.survival() * weights  # [N, H+1]
     returns = (survival[:, :horizon] * imagined.rewards).sum(1)
     if terminal_value is not None:
-        returns = returns + survival[:, horizon] * terminal_value(memory.features(imagined.state), imagined.latents[:, -1])
+        returns = returns + survival[:, horizon] * terminal_value(imagined.state, imagined.latents[:, -1])
     return returns
 
 

@@ -19,15 +19,7 @@ from torch import Tensor
 from worldmodels.core.errors import UserError
 
 Objective = Callable[[Tensor], Tensor]
-
-
 """Candidates [N, H, A] (float; one-hot for discrete actions) -> returns [N], higher is better."""
-
-
-"""(state before the step, z_t [N, Z], a_t [N, A], z_{t+1} [N, Z]) -> extra reward [N]."""
-
-
-"""(features [N, hidden_size], z [N, Z]) at the horizon -> value [N]."""
 
 
 METHODS = ("cem", "icem", "mppi")
