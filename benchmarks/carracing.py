@@ -16,7 +16,7 @@ Every agent is scored on the same full 1,000-step tracks: pipeline seed S on the
   ``--memories``), given as many real steps as the pipeline's real-env checks (the same real steps in all);
 - CEM-MPC in that run's memory model (one plan per step, cost per decision measured), without and with
   the dream-trained controller's expected return over ``CEM_VALUE_STEPS`` more dream steps as the
-  terminal value of each plan;
+  terminal value of each plan, in the env's action box and in the controller's (``CEM_VARIANTS``);
 - published full-episode results (CarRacing-v0), not measured here.
 
 The ablation table turns each of the preset's levers off (and candidate levers on: temperature 1.15,
@@ -60,7 +60,17 @@ PRESET = presets(ENV)["laptop"]
 # CEM-MPC in the memory model: horizon, candidates, iterations, elites; one plan per real step.
 CEM = dict(horizon=12, candidates=200, iterations=4, elites=20)
 CEM_TRACKS = 10
-CEM_VALUE_STEPS = 50  # dream steps of the controller's terminal value (``--algo cma``)
+CEM_VALUE_STEPS = 20  # dream steps of the controller's terminal value (``--algo cma``)
+# CEM-MPC variants: cache suffix -> (row label, agent options beyond CEM).
+CEM_VARIANTS = {
+    "": ("", {}),
+    "_value": (f", + controller value over {CEM_VALUE_STEPS} steps", dict(algo="cma", value_steps=CEM_VALUE_STEPS)),
+    "_capped": (", the controller's action bounds",
+                dict(action_low=PRESET.cma.action_low, action_high=PRESET.cma.action_high)),
+    "_capped_value": (f", the controller's action bounds + its value over {CEM_VALUE_STEPS} steps",
+                      dict(action_low=PRESET.cma.action_low, action_high=PRESET.cma.action_high, algo="cma",
+                           value_steps=CEM_VALUE_STEPS)),
+}
 # Round 2 of the laptop preset with one lever turned off: (memory overrides, CMA-ES overrides).
 ABLATIONS = {
     "preset": ({}, {}),
@@ -205,12 +215,11 @@ def real_cma(base: RunDir, root: Path, budget: int, seed: int, workers: int | No
     return {**trained, "returns": r["returns"], "seconds": time.perf_counter() - t0}
 
 
-def cem_mpc(base: RunDir, seed: int, workers: int | None, value: bool) -> dict:
-    """CEM-MPC (``CEM``) in ``base``'s memory model on ``CEM_TRACKS`` full tracks of ``seed + 1``; with
-    ``value``, each plan's end state is worth the run's controller's expected return over ``CEM_VALUE_STEPS``."""
-    options = {**CEM, **(dict(algo="cma", value_steps=CEM_VALUE_STEPS) if value else {})}
+def cem_mpc(base: RunDir, seed: int, workers: int | None, variant: str) -> dict:
+    """CEM-MPC (``CEM`` and the options of ``CEM_VARIANTS[variant]``) in ``base``'s memory model on
+    ``CEM_TRACKS`` full tracks of ``seed + 1``."""
     r = evaluate(base, "cem", episodes=CEM_TRACKS, workers=workers, seed=seed + 1, max_steps=FULL, progress=True,
-                 write=False, agent_options=options)
+                 write=False, agent_options={**CEM, **CEM_VARIANTS[variant][1]})
     parallel = min(workers or 2, CEM_TRACKS)
     return {"returns": r["returns"], "seconds": r["seconds"], "per_decision": r["seconds"] * parallel / sum(r["lengths"])}
 
@@ -294,12 +303,10 @@ def main() -> None:
             r and row(f"CMA-ES in the real env, equal real steps ({kind.upper()}'s V and M)", s, r["returns"], steps["episodes"] + r["env_steps"],
                 r["seconds"], f"{r['generations']} generations x 8")
         if "cem" not in skip:
-            for value in (False, True):
-                name = f"cem_{kind}_s{s}" + ("_value" if value else "")
-                r = part(root / f"{name}.json", cem_mpc, base, s, args.workers, value)
-                tail = f", + controller value over {CEM_VALUE_STEPS} steps" if value else ""
+            for variant, (label, _) in CEM_VARIANTS.items():
+                r = part(root / f"cem_{kind}_s{s}{variant}.json", cem_mpc, base, s, args.workers, variant)
                 r and row(f"CEM-MPC in the {kind.upper()} (H={CEM['horizon']}, N={CEM['candidates']}, "
-                          f"I={CEM['iterations']}{tail})", s, r["returns"], steps["episodes"] + steps["checks"], 0,
+                          f"I={CEM['iterations']}{label})", s, r["returns"], steps["episodes"] + steps["checks"], 0,
                           f"{1000 * r['per_decision']:.0f} ms per decision")
 
     lines = ["| agent | seed | full-episode return | tracks won vs random | real env steps | training wall clock (s) | note |",

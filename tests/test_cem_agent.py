@@ -263,7 +263,8 @@ def test_wm_eval_cem_with_the_controllers_value(tiny_point_run, tmp_path, capsys
     assert "wm dream" in capsys.readouterr().err
     assert main(["dream", "--run", str(root), "--generations", "1", "--population", "4", "--rollouts", "1",
                  "--dream-steps", "3", "--real-every", "0"]) == 0
-    assert main(args + ["--value-steps", "4"]) == 0
-    assert json.loads((Path(root) / "eval" / "cem.json").read_text())["options"]["value_steps"] == 4
+    assert main(args + ["--value-steps", "4", "--action-high", "0.5,0.5"]) == 0
+    options = json.loads((Path(root) / "eval" / "cem.json").read_text())["options"]
+    assert options["value_steps"] == 4 and list(options["action_high"]) == [0.5, 0.5]
     assert main(["eval", "--run", str(root), "--agent", "random", "--value-steps", "4"]) == 2
     assert "--agent cem" in capsys.readouterr().err

@@ -108,6 +108,28 @@ def test_target_outside_box_gives_plan_on_boundary(method: str) -> None:
     assert (plan[:, 0] > 0.9).all() and (plan[:, 1] < 0.1).all()
 
 
+def test_planner_action_bounds_narrow_the_envs() -> None:
+    """``action_low`` / ``action_high`` (``--action-low/--action-high``) keep every candidate inside a
+    smaller box than the env's: CarRacing's gas cap for a planner."""
+    low, high = torch.tensor([-1.0, 0.0, 0.0]), torch.ones(3)
+    config = CEMConfig(horizon=4, candidates=100, elites=10, iterations=8, action_low=(-1.0, 0.1, -5.0),
+                       action_high=(1.0, 0.3, 0.0))
+    optimizer = CEMOptimizer(config, low, high)
+    assert optimizer.low.tolist() == pytest.approx([-1.0, 0.1, 0.0]), "never below the env's own low"
+    assert optimizer.high.tolist() == pytest.approx([1.0, 0.3, 0.0])
+    seen = []
+    plan = optimizer.optimize(lambda a: seen.append(a) or a.sum((1, 2)), generator=torch.Generator().manual_seed(0))
+    candidates = torch.cat(seen)
+    assert (candidates[..., 1] >= 0.1).all() and (candidates[..., 1] <= 0.3).all() and (candidates[..., 2] == 0).all()
+    assert (plan[:, 1] > 0.25).all(), "gas is pushed to its cap, not to the env's 1"
+    for bad, message in [(dict(action_high=(1.0, 0.3)), "need 3 values"), (dict(action_low=(0.0, 0.5, 0.0),
+                         action_high=(1.0, 0.3, 0.0)), "empty")]:
+        with pytest.raises(UserError, match=message):
+            CEMOptimizer(CEMConfig(**bad), low, high)
+    with pytest.raises(UserError, match="continuous"):
+        CEMOptimizer(CEMConfig(action_low=(0.0,)), n_actions=3)
+
+
 def test_objective_sees_whole_batch_once_per_iteration() -> None:
     sizes = []
 

@@ -57,6 +57,10 @@ class CEMConfig:
     """icem: candidates divided by this each iteration, floor 2 x elites."""
     mppi_temperature: float = 0.5
     """mppi: weights softmax(returns / temperature) over all candidates."""
+    action_low: tuple[float, ...] | None = field(default=None, metadata={"none": "the env's", "metavar": "A,B,..."})
+    """Continuous actions: lower bounds of the planned actions, within the env's (one per action dim)."""
+    action_high: tuple[float, ...] | None = field(default=None, metadata={"none": "the env's", "metavar": "A,B,..."})
+    """Continuous actions: upper bounds of the planned actions (CarRacing: 1,0.3,0 caps gas, no brake)."""
 
     def __post_init__(self) -> None:
         checks = [
@@ -125,9 +129,23 @@ class CEMOptimizer:
             self.high = torch.as_tensor(high, dtype=torch.float32, device=self.low.device)
             self.device = self.low.device
             self.action_dim = self.low.numel()
+            self.low = self.narrowed(config.action_low, self.low, torch.maximum)
+            self.high = self.narrowed(config.action_high, self.high, torch.minimum)
+            if bool((self.low > self.high).any()):
+                raise UserError(f"planner action bounds are empty: low {self.low.tolist()} > high {self.high.tolist()}")
         else:
+            if config.action_low is not None or config.action_high is not None:
+                raise UserError("planner action bounds are for continuous (Box) actions; this env's are discrete")
             self.device = torch.device(device or "cpu")
             self.action_dim = int(n_actions)
+
+    def narrowed(self, bounds: tuple[float, ...] | None, env: Tensor, pick) -> Tensor:
+        """The env's bounds ``env`` [A] narrowed by the config's ``bounds`` (``pick``: maximum for low)."""
+        if bounds is None:
+            return env
+        if len(bounds) != self.action_dim:
+            raise UserError(f"planner action bounds {list(bounds)} need {self.action_dim} values, one per action dim")
+        return pick(env, torch.as_tensor(bounds, dtype=env.dtype, device=env.device))
 
     def initial_plan(self, steps: int | None = None) -> Tensor:
         """[steps or H, A] zero mean (clipped to the box), or [steps or H, n] uniform probabilities."""
