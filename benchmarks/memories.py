@@ -276,8 +276,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--transfer-only", action="store_true",
                         help="keep OUT/results.json's models and refresh only the transfer table (new seeds)")
+    parser.add_argument("--threads", type=int, default=2,
+                        help="torch threads; 1 where other jobs share the cores (an oversubscribed thread pool "
+                             "slowed SRNN's training 80x here)")
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     if args.run is not None:
         run = RunDir(args.run)
         args.env = run.env_spec()[0]
