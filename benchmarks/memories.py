@@ -134,8 +134,8 @@ def evaluate(model, vae, episodes: list[dict], frames: list[np.ndarray], constan
 
     out = {"nll": mean(nll), "reward_mse": mean(reward_se), "reward_mse_constant": mean(const_se),
            "done_logloss": mean(done_ll), "done_logloss_constant": mean(const_ll)}
-    out["reward_skill"] = 1 - out["reward_mse"] / out["reward_mse_constant"]
-    out["done_skill"] = 1 - out["done_logloss"] / out["done_logloss_constant"]
+    out["reward_skill"] = skill(out["reward_mse"], out["reward_mse_constant"])
+    out["done_skill"] = skill(out["done_logloss"], out["done_logloss_constant"])
     for k in HORIZONS:
         out[f"latent_mse_{k}"], out[f"frame_mse_{k}"] = mean(latent_se[k]), mean(pixel_se[k])
         out[f"starts_{k}"] = sum(len(x) for x in latent_se[k])
@@ -190,6 +190,15 @@ def fmt(x, digits: int = 3) -> str:
     return "-" if x is None else f"{x:.{digits}g}" if abs(x) < 1e4 else f"{x:.0f}"
 
 
+def skill(error: float, constant: float) -> float | None:
+    """1 - model / constant predictor's error; None where the constant is exact (VizDoom's reward is +1 every step)."""
+    return None if constant == 0 else 1 - error / constant
+
+
+def fmt_skill(x: float | None) -> str:
+    return "-" if x is None else f"{x:+.2f}"
+
+
 def transfer_table(root: Path, kinds: list[str]) -> tuple[str, dict]:
     """Markdown and data: each model's laptop-preset dream controller on full episodes, every seed found."""
     lines = ["| model | seeds | dream controller per seed (full 1,000-step episodes, 20 tracks) | mean +- std over seeds "
@@ -223,7 +232,7 @@ def write_comparison(run: RunDir, results: dict, transfer: dict, openloop: Path,
                      "train steps/s": round(r["train_steps_per_s"]), "held-out NLL": r["nll"],
                      **{f"latent MSE k={k}": fmt(r[f"latent_mse_{k}"]) for k in HORIZONS},
                      **{f"frame MSE k={k}": fmt(r[f"frame_mse_{k}"]) for k in HORIZONS},
-                     "reward skill": f"{r['reward_skill']:+.2f}", "done skill": f"{r['done_skill']:+.2f}",
+                     "reward skill": fmt_skill(r["reward_skill"]), "done skill": fmt_skill(r["done_skill"]),
                      "dream steps/s": round(r["dream_steps_per_s"]),
                      "dream controller (real)": f"{t['mean']:.1f} +- {t['std']:.1f} ({len(t['scores'])} seeds)" if t else "-"})
     compare = run.root / "compare"
@@ -247,8 +256,8 @@ def table(results: dict) -> str:
         frame = " / ".join(fmt(r[f"frame_mse_{k}"]) for k in HORIZONS)
         lines.append(f"| {name} | {r['params']:,} | {r['updates']} | {r['train_steps_per_s']:.0f} | {r['nll']:.2f} "
                      f"| {latent} | {frame} | {fmt(r['reward_mse'])} ({fmt(r['reward_mse_constant'])}) "
-                     f"| {r['reward_skill']:+.2f} | {fmt(r['done_logloss'])} ({fmt(r['done_logloss_constant'])}) "
-                     f"| {r['done_skill']:+.2f} | {r['dream_steps_per_s']:.0f} |")
+                     f"| {fmt_skill(r['reward_skill'])} | {fmt(r['done_logloss'])} ({fmt(r['done_logloss_constant'])}) "
+                     f"| {fmt_skill(r['done_skill'])} | {r['dream_steps_per_s']:.0f} |")
     return "\n".join(lines)
 
 
