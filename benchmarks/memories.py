@@ -72,7 +72,8 @@ def prepare_run(run: RunDir, args) -> None:
         kwargs = json.loads(args.env_kwargs) if args.env_kwargs else ({"balls": 8} if "catch" in args.env.lower() else {})
         collect(run, CollectConfig(env=args.env, episodes=args.episodes, workers=1, env_kwargs=kwargs), progress=False)
     if not (run.vision / "config.json").exists():
-        train_vision(run, VisionTrainConfig(epochs=args.vae_epochs, device="cpu"), progress=False)
+        train_vision(run, VisionTrainConfig(epochs=args.vae_epochs, salient_weight=args.salient_weight, device="cpu"),
+                     progress=False)
     encode_latents(run, torch.device("cpu"), progress=False)
 
 
@@ -267,6 +268,8 @@ def main() -> None:
     parser.add_argument("--env-kwargs", default="", help='JSON (default for Catch: {"balls": 8}, ~120 steps an episode)')
     parser.add_argument("--episodes", type=int, default=12)
     parser.add_argument("--vae-epochs", type=int, default=2)
+    parser.add_argument("--salient-weight", type=float, default=0.0,
+                        help="the VAE's reconstruction weight on pixels unlike the mean frame (Catch's ball: 20)")
     parser.add_argument("--budget", type=float, default=60.0, help="wall-clock seconds of training per memory model")
     parser.add_argument("--models", default=",".join(MEMORY_MODELS))
     parser.add_argument("--hidden-size", type=int, default=64)
