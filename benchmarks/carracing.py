@@ -16,7 +16,7 @@ Every agent is scored on the same full 1,000-step tracks: pipeline seed S on the
   ``--memories``), given as many real steps as the pipeline's real-env checks (the same real steps in all);
 - CEM-MPC in that run's memory model (one plan per step, cost per decision measured), without and with
   the dream-trained controller's expected return over ``CEM_VALUE_STEPS`` more dream steps as the
-  terminal value of each plan (``CEM_VARIANTS``);
+  terminal value of each plan, and in the controller's action box (``CEM_VARIANTS``);
 - published full-episode results (CarRacing-v0), not measured here.
 
 The ablation table turns each of the preset's levers off (and candidate levers on: temperature 1.15,
@@ -65,6 +65,8 @@ CEM_VALUE_STEPS = 20  # dream steps of the controller's terminal value (``--algo
 CEM_VARIANTS = {
     "": ("", {}),
     "_value": (f", + controller value over {CEM_VALUE_STEPS} steps", dict(algo="cma", value_steps=CEM_VALUE_STEPS)),
+    "_capped": (", the controller's action bounds", dict(action_low=PRESET.cma.action_low,
+                                                          action_high=PRESET.cma.action_high)),
 }
 # Round 2 of the laptop preset with one lever turned off: (memory overrides, CMA-ES overrides).
 ABLATIONS = {
