@@ -174,11 +174,15 @@ def controller_value(run, memory: Memory, steps: int, device: torch.device | str
     return value
 
 
-def terminal_value(run, algo: str | None, memory: Memory, value_steps: int, device) -> TerminalValue | None:
-    """The planner's terminal value: none, the CMA-ES controller's (``algo="cma"``) or an SB3 model's."""
+def terminal_value(run, algo: str | None, memory: Memory, value_steps: int | None, device) -> TerminalValue | None:
+    """The planner's terminal value: none, the CMA-ES controller's over ``value_steps`` dream steps
+    (``algo="cma"``; default 50) or an SB3 model's."""
+    if value_steps is not None and algo != "cma":
+        raise UserError("--value-steps sets the controller's terminal value: give it with --algo cma")
     if algo is None:
         return None
     if algo == "cma":
+        value_steps = 50 if value_steps is None else value_steps
         if value_steps < 1:
             raise UserError(f"value_steps must be >= 1, got {value_steps}")
         return controller_value(run, memory, value_steps, device)
@@ -194,7 +198,7 @@ def cem(
     elites: int | None = None,
     method: str | None = None,
     algo: str | None = None,
-    value_steps: int = 50,
+    value_steps: int | None = None,
     temperature: float = 0.0,
     bonus: Bonus | None = None,
     **options: float,

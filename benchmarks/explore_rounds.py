@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +20,7 @@ import torch
 from common import OUT, machine
 
 from worldmodels.collect.collector import CollectConfig, collect
+from worldmodels.core.settings import set_path
 from worldmodels.curiosity.explore import ExploreConfig, explore
 from worldmodels.dream.imagine import DreamConfig
 from worldmodels.envs.maze import Maze, agent_cells
@@ -69,7 +69,7 @@ def random_walk(cells: int, max_steps: int, chunks: list[int], seed: int) -> dic
     return {"squares_round": per_chunk[1:], "squares_total": len(total), "first_goal": goal}
 
 
-def explorer_run(root: Path, seed: int, args, overrides: dict) -> dict:
+def explorer_run(root: Path, seed: int, args, overrides: list[str]) -> dict:
     """Base random episodes, then ``wm explore``; squares per round and in total, first goal, seconds."""
     run = RunDir(root / f"explore_{seed}")
     env = {"env": "worldmodels.envs.maze:Maze", "max_steps": args.max_steps, "workers": 1, "seed": seed,
@@ -77,7 +77,10 @@ def explorer_run(root: Path, seed: int, args, overrides: dict) -> dict:
     config = ExploreConfig(**{
         "rounds": args.rounds, "episodes": args.episodes, "vision_epochs": 6, "round_vision_epochs": 3, "z_dim": 16,
         "hidden_size": 64, "seq_len": 16, "batch_size": 16, "curiosity_steps": 200, "generations": 12,
-        "dream": DreamConfig(max_steps=args.max_steps), "seed": seed, "device": "cpu", **overrides})
+        "dream": DreamConfig(max_steps=args.max_steps), "seed": seed, "device": "cpu"})
+    for pair in overrides:  # FIELD=VALUE, parsed by the field's type as `wm run --set` does
+        key, _, value = pair.partition("=")
+        config = set_path(config, key, value)
     t0 = time.perf_counter()
     collect(run, CollectConfig(episodes=args.base_episodes, **env), progress=False)
     history = explore(run, config, progress=False)
@@ -88,16 +91,6 @@ def explorer_run(root: Path, seed: int, args, overrides: dict) -> dict:
             "squares_round": [len(s) for s, _ in rounds], "squares_total": len(squares(episodes)[0]),
             "first_goal": first_goal(episodes), "action_entropy": [r["action_entropy"] for r in history["rounds"]],
             "seconds": time.perf_counter() - t0}
-
-
-def parse_overrides(pairs: list[str]) -> dict:
-    """``key=value`` pairs -> ExploreConfig overrides, each value cast to its field's default's type."""
-    types = {f.name: type(getattr(ExploreConfig(), f.name)) for f in fields(ExploreConfig)}
-    out = {}
-    for pair in pairs:
-        key, value = pair.split("=", 1)
-        out[key] = types[key](value)
-    return out
 
 
 def main() -> None:
@@ -113,9 +106,9 @@ def main() -> None:
     p.add_argument("--out", default="explore_rounds.json", help="results file under benchmarks/out/")
     args = p.parse_args()
     torch.set_num_threads(1)
-    overrides, rows = parse_overrides(args.set), []
+    rows = []
     for seed in range(args.seeds):
-        explorer = explorer_run(Path(args.root), seed, args, overrides)
+        explorer = explorer_run(Path(args.root), seed, args, args.set)
         rows.append({"seed": seed, "explorer": explorer,
                      "random": random_walk(args.cells, args.max_steps, explorer["chunks"], seed)})
         print(json.dumps(rows[-1]), flush=True)

@@ -268,3 +268,6 @@ def test_wm_eval_cem_with_the_controllers_value(tiny_point_run, tmp_path, capsys
     assert options["value_steps"] == 4 and list(options["action_high"]) == [0.5, 0.5]
     assert main(["eval", "--run", str(root), "--agent", "random", "--value-steps", "4"]) == 2
     assert "--agent cem" in capsys.readouterr().err
+    without_algo = [a for a in args if a not in ("--algo", "cma")]
+    assert main(without_algo + ["--value-steps", "4"]) == 2
+    assert "--algo cma" in capsys.readouterr().err

@@ -91,7 +91,7 @@ def presets(env: str) -> dict[str, Preset]:
     is the laptop one at 4x the data and twice the memory training and CMA-ES; its real-env checks
     score 3 candidates x 5 episodes, one wave on 16 cores (measured on an H100 machine: BENCHMARKS.md,
     "The GPU preset on one H100"). The gpu preset keeps the MDN-RNN, whose stage times on the H100 were
-    measured against the 10-minute budget (the RSSM's per-step loop trains 12x fewer steps/s on CPU).
+    measured against the 10-minute budget (the RSSM's per-step loop trains 2.6x fewer steps/s than it on one CPU thread).
     """
     memory_levers, cma_levers = carracing_levers(env)
     table = {
