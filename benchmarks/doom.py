@@ -2,7 +2,7 @@
 
     python benchmarks/doom.py [--env VizdoomTakeCover-v1] [--seeds 0 1 2] [--root runs] [--workers N]
                               [--preset doom] [--taus 0.1 0.5 1.0 1.15 1.3] [--tau-seed 0] [--dreams 100]
-                              [--termination threshold|sampled]
+                              [--termination threshold|sampled] [--set FIELD=VALUE ...] [--tag NAME]
 
 Runs (or resumes; a finished seed is only read back) ``wm run ENV --preset doom --seed S`` into
 ``ROOT/doom_sS`` for each seed and prints one row per seed: steps survived by the dream-trained
@@ -17,7 +17,11 @@ score (mean survival over ``--dreams`` fresh dreams at that tau, capped as the r
 real score on the pipeline's 100 evaluation episodes. Writes ``ROOT/doom_seeds.json`` and
 ``ROOT/doom_temperatures.json``; finished temperatures are read back. ``--termination sampled`` trains
 the table's controllers in dreams that end at the done head's P(done) each step (``RUN/controller_tauT_sampled``,
-``ROOT/doom_temperatures_sampled.json``).
+``ROOT/doom_temperatures_sampled.json``). ``--set`` changes preset fields as ``wm run --set`` does (a
+variant of the preset, e.g. ``--set collect.frame_skip=4``); ``--tag`` names its runs ``ROOT/PRESETTAG_sS``
+and its JSON files. Survival is in game tics throughout (with a frame skip of k an agent step lasts k
+tics: the real scores sum TakeCover's +1 per tic, and the dream's sum the reward head's, which learns
+those sums; a dream's length cap is its steps times k).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import torch
 from common import machine
 
 from worldmodels.core.device import pick_device
+from worldmodels.core.settings import set_path
 from worldmodels.dream.cma import dream_score, train_cma
 from worldmodels.dream.imagine import BatchedDream, dream_starts, rollout_population
 from worldmodels.evaluation.evaluate import evaluate
@@ -44,19 +49,32 @@ from worldmodels.training.fit import split_episodes
 from worldmodels.training.latents import load_latents
 
 
-def seed_result(env: str, preset: str, root: Path, seed: int, workers: int | None, dreams: int) -> dict:
+def variant(env: str, preset: str, sets: list[str]):
+    """The preset named ``preset`` with ``--set`` style overrides (``FIELD=VALUE``) applied."""
+    p = presets(env)[preset]
+    for item in sets:
+        path, _, value = item.partition("=")
+        p = set_path(p, path.strip(), value.strip())
+    return p
+
+
+def seed_result(env: str, preset: str, root: Path, seed: int, workers: int | None, dreams: int,
+                sets: list[str] = (), tag: str = "") -> dict:
     """One seed's pipeline summary (run or read back) with the controller's and random's survival and
     the checks of its world model (``world_model_checks``)."""
-    run = RunDir(root / f"{preset}_s{seed}")
+    p = variant(env, preset, list(sets))
+    run = RunDir(root / f"{preset}{tag}_s{seed}")
     path = run.root / "pipeline.json"
-    summary = json.loads(path.read_text()) if path.exists() else run_pipeline(env, run, preset, workers, seed=seed)
+    summary = (json.loads(path.read_text()) if path.exists()
+               else run_pipeline(env, run, p, workers, seed=seed, preset_name=preset + tag))
     cap = summary["settings"]["eval_max_steps"]
     lengths = {a: json.loads((run.eval / f"{a}.json").read_text())["lengths"] for a in ("controller", "random")}
     return {"seed": seed, "controller": summary["scores"]["controller"], "random": summary["scores"]["random"],
             "capped": {a: int(np.sum(np.array(v) >= cap)) for a, v in lengths.items()}, "cap": cap,
+            "frame_skip": run.env_spec()[2].frame_skip,  # the cap is in agent steps of this many tics
             "real_env_steps": summary["real_env_steps"], "seconds": summary["seconds"],
             "minutes": sum(summary["seconds"].values()) / 60,
-            "checks": world_model_checks(run, presets(env)[preset], seed, dreams)}
+            "checks": world_model_checks(run, p, seed, dreams)}
 
 
 @torch.no_grad()
@@ -66,7 +84,8 @@ def world_model_checks(run: RunDir, preset, seed: int, dreams: int) -> dict:
     ``done_head``: the memory model's P(done), teacher-forced on the latent means of its held-out
     episodes that end in a death: at the death step, over the 5 steps before, elsewhere, and how
     many deaths it calls (P > the dream's done threshold). ``random_in_dream``: steps the uniform
-    random policy survives in ``dreams`` dreams at the preset's temperature and length (the real
+    random policy survives in ``dreams`` dreams at the preset's temperature and length: its dream return,
+    in game tics as the reward head learns TakeCover's +1 per tic summed over the frame skip (the real
     game's random row is the comparison).
     """
     path = run.root / "doom_checks.json"
@@ -89,6 +108,7 @@ def world_model_checks(run: RunDir, preset, seed: int, dreams: int) -> dict:
     dream = BatchedDream(memory, dream_starts(run.latents, config), run.action_spec(), config, "cpu")
     dream.seed(seed)
     g = torch.Generator().manual_seed(seed)
+    skip = run.env_spec()[2].frame_skip
     survival, _ = rollout_population(dream, lambda obs: torch.randint(0, run.action_spec().dim, obs.shape[:2],
                                                                          generator=g), 1, dreams)
     def mean(xs: list) -> float:
@@ -97,8 +117,9 @@ def world_model_checks(run: RunDir, preset, seed: int, dreams: int) -> dict:
     checks = {"done_head": {"episodes": len(at), "at_death": mean(at), "five_before": mean(before),
                             "elsewhere": mean(rest), "called": int(np.sum(np.array(at) > config.done_threshold)),
                             "threshold": config.done_threshold},
-              "random_in_dream": {"mean": float(survival.mean()), "std": float(survival.std()), "dreams": dreams,
-                                  "temperature": config.temperature, "max_steps": config.max_steps}}
+              "random_in_dream": {"mean": float(survival.mean()), "std": float(survival.std()),
+                                  "dreams": dreams, "temperature": config.temperature,
+                                  "max_steps": config.max_steps * skip, "frame_skip": skip}}
     atomic_write_json(path, checks)
     return checks
 
@@ -112,11 +133,11 @@ def tau_view(run: RunDir, tau: float, termination: str = "threshold") -> RunDir:
 
 
 def tau_result(env: str, preset: str, root: Path, seed: int, tau: float, workers: int | None, dreams: int,
-               termination: str = "threshold") -> dict:
+               termination: str = "threshold", sets: list[str] = (), tag: str = "") -> dict:
     """Dream score and real score of the controller CMA-ES trains at temperature ``tau`` with the dream's
     ``termination`` (run or read back)."""
-    p = presets(env)[preset]
-    run = RunDir(root / f"{preset}_s{seed}")
+    p = variant(env, preset, list(sets))
+    run = RunDir(root / f"{preset}{tag}_s{seed}")
     cma = replace(p.cma, dream=replace(p.cma.dream, temperature=tau, termination=termination), workers=workers,
                   seed=seed)
     own = tau == p.cma.dream.temperature and termination == p.cma.dream.termination
@@ -136,8 +157,10 @@ def tau_result(env: str, preset: str, root: Path, seed: int, tau: float, workers
         real = evaluate(run, "controller", episodes=p.eval_episodes, workers=workers, seed=seed + 1,
                         max_steps=p.eval_max_steps, write=False,
                         agent_options={"params": params.tolist(), "spec": spec.to_dict()})
-    result = {"tau": tau, "termination": termination, "seed": seed, "dream": dream_score(dream, spec, params, run.action_spec(), dreams),
-              "dreams": dreams, "dream_max_steps": cma.dream.max_steps,
+    skip = run.env_spec()[2].frame_skip
+    result = {"tau": tau, "termination": termination, "seed": seed,
+              "dream": dream_score(dream, spec, params, run.action_spec(), dreams),
+              "dreams": dreams, "dream_max_steps": cma.dream.max_steps * skip, "frame_skip": skip,
               "real": {k: real[k] for k in ("mean", "std", "min", "max", "episodes")}, "controller": str(view.controller)}
     atomic_write_json(path, result)
     return result
@@ -155,8 +178,14 @@ def main() -> None:
     parser.add_argument("--dreams", type=int, default=100, help="dreams per dream score")
     parser.add_argument("--termination", default="threshold", choices=["threshold", "sampled"],
                         help="the tau table's dream termination (sampled: at the done head's P(done) each step)")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", dest="sets",
+                        help="override a preset field as `wm run --set` does (repeatable)")
+    parser.add_argument("--tag", default="", help="a variant's name: runs in ROOT/PRESETTAG_sS")
     args = parser.parse_args()
-    rows = [seed_result(args.env, args.preset, args.root, s, args.workers, args.dreams) for s in args.seeds]
+    if args.sets and not args.tag:
+        parser.error("--set needs a --tag, so the variant's runs do not mix with the preset's")
+    rows = [seed_result(args.env, args.preset, args.root, s, args.workers, args.dreams, args.sets, args.tag)
+            for s in args.seeds]
     print("| seed | controller (steps survived) | random | episodes at the cap (controller, random) | "
           "real env steps (episodes + checks) | minutes |")
     print("|---:|---:|---:|---:|---:|---:|")
@@ -171,18 +200,19 @@ def main() -> None:
         d, g = r["checks"]["done_head"], r["checks"]["random_in_dream"]
         print(f"| {r['seed']} | {d['at_death']:.2f} ({d['five_before']:.2f}; {d['elsewhere']:.3f}) | "
               f"{d['called']}/{d['episodes']} | {g['mean']:.0f} +- {g['std']:.0f} (tau {g['temperature']:g}, "
-              f"<= {g['max_steps']} steps) |")
+              f"<= {g['max_steps']} tics) |")
     means = np.array([r["controller"]["mean"] for r in rows])
     randoms = np.array([r["random"]["mean"] for r in rows])
     print(f"\ncontroller over {len(rows)} seeds ({rows[0]['controller']['episodes']} episodes of at most "
-          f"{rows[0]['cap']} steps each): {means.mean():.1f} +- {means.std():.1f}; random {randoms.mean():.1f}")
-    atomic_write_json(args.root / f"{args.preset}_seeds.json", {
-        "env": args.env, "preset": args.preset, "rows": rows, "mean": float(means.mean()), "std": float(means.std()),
+          f"{rows[0]['cap'] * rows[0]['frame_skip']} tics each): {means.mean():.1f} +- {means.std():.1f}; "
+          f"random {randoms.mean():.1f}")
+    atomic_write_json(args.root / f"{args.preset}{args.tag}_seeds.json", {
+        "env": args.env, "preset": args.preset, "sets": args.sets, "rows": rows, "mean": float(means.mean()), "std": float(means.std()),
         "random": float(randoms.mean()), "machine": machine()})
     if not args.taus:
         return
-    taus = [tau_result(args.env, args.preset, args.root, args.tau_seed, t, args.workers, args.dreams, args.termination)
-            for t in args.taus]
+    taus = [tau_result(args.env, args.preset, args.root, args.tau_seed, t, args.workers, args.dreams, args.termination,
+                       args.sets, args.tag) for t in args.taus]
     print(f"\ntemperature (seed {args.tau_seed}: one data set and memory model, a controller trained per tau; "
           f"{args.termination} termination)")
     print("| tau | dream score | real score |")
@@ -190,7 +220,7 @@ def main() -> None:
     for t in taus:
         print(f"| {t['tau']:g} | {t['dream']:.0f} | {t['real']['mean']:.0f} +- {t['real']['std']:.0f} |")
     suffix = "" if args.termination == "threshold" else f"_{args.termination}"
-    atomic_write_json(args.root / f"{args.preset}_temperatures{suffix}.json", {
+    atomic_write_json(args.root / f"{args.preset}{args.tag}_temperatures{suffix}.json", {
         "env": args.env, "preset": args.preset, "seed": args.tau_seed, "termination": args.termination,
         "rows": taus, "machine": machine()})
 

@@ -101,3 +101,26 @@ def test_take_cover_end_to_end_with_deaths_as_done_labels(tmp_path: Path):
     assert main(["eval", *r, "--agent", "controller", "--episodes", "1", "--max-steps", "60", "--workers", "1"]) == 0
     result = json.loads((run.eval / "controller.json").read_text())
     assert result["lengths"][0] == result["returns"][0] > 0  # survival in steps is the score
+
+
+def test_frame_skip_scores_game_tics_and_caps_episodes_in_agent_steps(tmp_path: Path):
+    """With a frame skip of k an agent step lasts k tics: TakeCover's +1 per tic is summed, so returns stay
+    tics survived (the paper's steps), and a cap of DOOM_STEPS tics is DOOM_STEPS / k agent steps; a run
+    collected with a skip evaluates with it (run.json's pixels)."""
+    pytest.importorskip("vizdoom", reason="vizdoom is not installed: pip install 'worldmodels[doom]'")
+    env = make_env(TAKE_COVER, pixels=PixelConfig.for_env(TAKE_COVER, frame_skip=4), max_steps=5)
+    env.reset(seed=0)
+    rewards, truncated = [], False
+    while not truncated:  # 20 tics: too short for the first fireball to kill
+        _, reward, terminated, truncated, _ = env.step(1)
+        assert not terminated
+        rewards.append(reward)
+    env.close()
+    assert rewards == [4.0] * 5
+    run = RunDir(tmp_path / "skip")
+    assert main(["collect", TAKE_COVER, "--run", str(run.root), "--episodes", "1", "--workers", "1",
+                 "--frame-skip", "4", "--max-steps", "3"]) == 0
+    assert run.env_spec()[2].frame_skip == 4 and run.env_spec()[3] == 3
+    with run.make_env() as env:  # what wm eval steps: the stored pixels, frame skip included
+        env.reset(seed=0)
+        assert env.step(2)[1] == 4.0
