@@ -1,7 +1,8 @@
 """Zero-shot tasks after exploration on a small Maze: curious data vs random data of the same real steps.
 
     python benchmarks/zeroshot.py [--seeds 2] [--cells 3] [--max-steps 60] [--intrinsic disagreement]
-                                  [--base-episodes 8] [--rounds 3] [--episodes 8] [--vision-epochs 6]
+                                  [--base-episodes 8] [--rounds 3] [--episodes 8] [--vision-epochs 60]
+                                  [--round-vision-epochs 5] [--salient-weight 10] [--memory-epochs 30]
                                   [--noise 0.3] [--generations 20] [--out DIR]
 
 Per seed, two runs of ``worldmodels.envs.maze:Maze`` (``--cells`` rooms a side, episodes of ``--max-steps``):
@@ -62,7 +63,9 @@ def pipeline(root: Path, data: str, seed: int, args, steps: int = 0) -> dict:
     t0 = time.perf_counter()
     explore_config = ExploreConfig(
         rounds=args.rounds, episodes=args.episodes, intrinsic=args.intrinsic, vision_epochs=args.vision_epochs,
-        memory_epochs=10, round_vision_epochs=args.vision_epochs // 2, round_memory_epochs=5, z_dim=16, hidden_size=64, seq_len=16, batch_size=16,
+        memory_epochs=args.memory_epochs, round_vision_epochs=args.round_vision_epochs,
+        round_memory_epochs=args.memory_epochs // 3, salient_weight=args.salient_weight, z_dim=16, hidden_size=64,
+        seq_len=16, batch_size=16,
         curiosity_steps=200, generations=12, population=16, rollouts=4, dream=DreamConfig(max_steps=args.max_steps),
         noise=args.noise, seed=seed, device="cpu")
     if data == "explore":
@@ -77,7 +80,7 @@ def pipeline(root: Path, data: str, seed: int, args, steps: int = 0) -> dict:
     common = {"device": "cpu", "seed": seed, "patience": 10**6}
     c = explore_config
     train_vision(run, VisionTrainConfig(epochs=c.vision_epochs + c.rounds * c.round_vision_epochs, z_dim=c.z_dim,
-                                        **common), progress=False)
+                                        salient_weight=c.salient_weight, **common), progress=False)
     train_memory(run, MemoryTrainConfig(epochs=c.memory_epochs + c.rounds * c.round_memory_epochs,
                                         batch_size=c.batch_size, seq_len=c.seq_len, hidden_size=c.hidden_size,
                                         **common), progress=False)
@@ -101,8 +104,14 @@ def main() -> None:
     p.add_argument("--base-episodes", type=int, default=8, help="random episodes before exploring (default 8)")
     p.add_argument("--rounds", type=int, default=3, help="wm explore rounds (default 3)")
     p.add_argument("--episodes", type=int, default=8, help="episodes the explorer collects per round (default 8)")
-    p.add_argument("--vision-epochs", type=int, default=6,
-                   help="VAE epochs of the first round (half as many more per round; default 6)")
+    p.add_argument("--vision-epochs", type=int, default=60,
+                   help="VAE epochs of the first round (default 60: at 6 the VAE of a few hundred frames had taken "
+                        "~90 updates and encoded every square alike)")
+    p.add_argument("--round-vision-epochs", type=int, default=5, help="VAE epochs per later round (default 5)")
+    p.add_argument("--salient-weight", type=float, default=10.0,
+                   help="the VAE's weight on pixels unlike the mean frame, e.g. the agent (default 10)")
+    p.add_argument("--memory-epochs", type=int, default=30,
+                   help="MDN-RNN epochs of the first round (a third as many more per round; default 30)")
     p.add_argument("--noise", type=float, default=0.3, help="the explorer's random-action probability (default 0.3)")
     p.add_argument("--generations", type=int, default=20, help="CMA-ES generations of the task (default 20)")
     p.add_argument("--out", default=None, help="where the runs go (default: a temporary folder)")

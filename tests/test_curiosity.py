@@ -12,15 +12,17 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from worldmodels.agents.curious import explorer_act
 from worldmodels.cli import main
 from worldmodels.collect.collector import CollectConfig, collect
-from worldmodels.curiosity.explore import EpisodicNovelty
+from worldmodels.curiosity.explore import EpisodicNovelty, ExploreConfig, planning_explorer
 from worldmodels.curiosity.normalize import RewardMixer, RunningNorm
 from worldmodels.curiosity.online import CuriosityWrapper, curiosity_vec_env
-from worldmodels.curiosity.rewards import Disagreement, InfoGain, make_intrinsic
+from worldmodels.curiosity.rewards import ICM, Disagreement, InfoGain, make_intrinsic
+from worldmodels.curiosity.transitions import run_transitions
 from worldmodels.envs.maze import Maze
 from worldmodels.envs.spaces import ActionSpec
 from worldmodels.models import MDNRNN, VRNN, MDNRNNConfig, VRNNConfig
 from worldmodels.models.controller import ControllerSpec
-from worldmodels.runs.artifacts import load_explorer
+from worldmodels.runs.artifacts import load_explorer, load_world_model
+from worldmodels.runs.episodes import load_episode
 from worldmodels.runs.rundir import RunDir
 
 Z, A = 8, 3
@@ -49,12 +51,12 @@ def memory_models():
             "vrnn": VRNN(VRNNConfig(z_dim=Z, action_dim=A, hidden_size=16, latent_dim=4, feature_dim=16))}
 
 
-@pytest.mark.parametrize("kind,memory", [("surprise", "mdn"), ("surprise", "vrnn"), ("icm", None),
+@pytest.mark.parametrize("kind,memory", [("surprise", "mdn"), ("surprise", "vrnn"), ("surprise", None), ("icm", None),
                                          ("disagreement", "mdn"), ("disagreement", None), ("infogain", "vrnn")])
 def test_reward_falls_as_the_model_learns_a_repeated_transition(kind, memory, device):
     torch.manual_seed(0)
     mem = memory_models()[memory].to(device) if memory else None
-    size = {"hidden": 32} if kind in ("icm", "disagreement") else {}
+    size = {"hidden": 32} if kind in ("icm", "disagreement") or (kind, memory) == ("surprise", None) else {}
     model = make_intrinsic(kind, mem, device, z_dim=Z, action=ACTION, **size)
     one = transitions(1, seed=1, shift=3.0)  # far from anything seen
     batch = {k: v.expand(32, -1).clone().to(device) for k, v in one.items()}
@@ -89,6 +91,15 @@ def test_infogain_posterior_moves_with_the_module_and_is_recomputed_on_load():
     restored.load_state_dict(model.state_dict())
     torch.testing.assert_close(restored.covariance, model.covariance)
     torch.testing.assert_close(restored.weights, model.weights)
+
+
+def test_icm_features_learn_from_the_forward_loss_as_in_pathak():
+    torch.manual_seed(0)
+    batch = {**transitions(64, seed=0), "state": None}
+    forward_only = ICM(Z, A, discrete=True, features=8, hidden=16, forward_weight=1.0)
+    before = [p.detach().clone() for p in forward_only.phi.parameters()]
+    forward_only.update(batch)
+    assert all(not torch.equal(b, p) for b, p in zip(before, forward_only.phi.parameters()))
 
 
 def test_disagreement_is_zero_for_identical_members():
@@ -209,7 +220,8 @@ def test_wm_explore_end_to_end_resumes_and_curious_collects(tmp_path):
     run = RunDir(tmp_path / "run")
     collect(run, CollectConfig(env="worldmodels.envs.maze:Maze", episodes=3, max_steps=15, workers=1,
                                env_kwargs={"cells": 3}), progress=False)
-    wm_explore("--run", str(run.root), *EXPLORE, "--action-temperature", "3", "--noise", "0", "--novelty", "0.5")
+    wm_explore("--run", str(run.root), *EXPLORE, "--explorer", "cma", "--action-temperature", "3", "--noise", "0",
+               "--novelty", "0.5")
     history = json.loads((run.root / "explore" / "history.json").read_text())
     assert [r["round"] for r in history["rounds"]] == [1, 2]
     saved = load_explorer(run)[2]  # the collecting explorer's settings
@@ -224,9 +236,59 @@ def test_wm_explore_end_to_end_resumes_and_curious_collects(tmp_path):
     returns = board.Scalars("charts/episodic_return")
     assert len(returns) == 4 and returns[0].step > 3  # 2 rounds x 2 episodes, after the 3 collected before
     stamp = (run.root / "explore" / "history.json").stat().st_mtime_ns
-    wm_explore("--run", str(run.root), *EXPLORE)  # resumable: nothing more to do
+    wm_explore("--run", str(run.root), *EXPLORE, "--explorer", "cma")  # resumable: nothing more to do
     assert (run.root / "explore" / "history.json").stat().st_mtime_ns == stamp
     assert main(["collect", "worldmodels.envs.maze:Maze", "--run", str(run.root), "--episodes", "9", "--max-steps", "15",
                  "--workers", "1", "--agent", "curious", "--env-kwargs", '{"cells": 3}']) == 0
     assert len(list(run.episodes.glob("*.npz"))) == 9
     assert json.loads(run.meta_path.read_text())["collections"][-1]["agent"] == "curious"
+
+
+class PaysForAction:
+    """An intrinsic reward of 1 for taking action ``k`` and 0 otherwise: what a planner should then choose."""
+
+    needs_next, single_pass = False, False
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+
+    def eval(self):
+        return self
+
+    def intrinsic_reward(self, state, z, action, next_z=None):
+        return action[:, self.k]
+
+
+def test_wm_explore_plans_for_curiosity_and_refits_after_each_episode(tmp_path):
+    run = RunDir(tmp_path / "run")
+    collect(run, CollectConfig(env="worldmodels.envs.maze:Maze", episodes=3, max_steps=15, workers=1,
+                               env_kwargs={"cells": 3}), progress=False)
+    wm_explore("--run", str(run.root), *EXPLORE, "--plan-horizon", "3", "--plan-candidates", "16",
+               "--plan-iterations", "2", "--online-steps", "5", "--explorer", "mpc")
+    history = json.loads((run.root / "explore" / "history.json").read_text())
+    assert [r["round"] for r in history["rounds"]] == [1, 2] and history["config"]["explorer"] == "mpc"
+    assert all(1 <= r["coverage_round"] <= r["coverage_total"] for r in history["rounds"])
+    assert sorted(int(p.stem.split("_")[1]) for p in run.episodes.glob("*.npz")) == list(range(7))
+    assert not (run.root / "explore" / "params.npz").exists()  # no controller: it plans
+
+    vision, memory = load_world_model(run, "cpu")
+    config = ExploreConfig(plan_horizon=3, plan_candidates=32, plan_iterations=2, online_steps=30, device="cpu")
+    data = run_transitions(run, memory, "cpu")
+    frame = load_episode(run.episodes / "episode_000000.npz")["obs"][:1]
+    for k in range(4):  # the planner takes the action its reward pays for
+        agent, _ = planning_explorer(run, config, vision, memory, PaysForAction(k), data, "cpu")
+        assert agent.act(frame, agent.reset(1))[0].tolist() == [k]
+
+    model = make_intrinsic("disagreement", memory, "cpu", action=run.action_spec(), hidden=32)
+    _, after_episode = planning_explorer(run, config, vision, memory, model, data, "cpu")
+    episode = load_episode(run.episodes / "episode_000006.npz")
+    batch = {**data, "state": tuple(data["state"])}
+    steps = len(episode["reward"])
+    before = len(data["z"])
+    reward = lambda: model.intrinsic_reward(batch["state"], batch["z"], batch["action"])[-steps:].mean()  # noqa: E731
+    after_episode(episode)
+    batch = {**data, "state": tuple(data["state"])}
+    first = reward()
+    assert len(data["z"]) == before + steps  # the episode's transitions joined the data
+    after_episode(episode)  # seen again: refitted, it pays less
+    assert reward() < 0.5 * first

@@ -5,14 +5,16 @@ Each round (resumable; ``RUN/explore/history.json`` records the finished ones):
 1. train the world model on all data so far (ConvVAE, then the memory model; both resume and
    get more epochs each round, so they are fine-tuned on the new episodes);
 2. fit the intrinsic-reward model (disagreement by default) on every real transition;
-3. optimise the explorer, a controller ``[z, h] -> action``, with CMA-ES inside the dream on the
-   intrinsic reward it collects (plus ``extrinsic`` x the dream reward), warm-started from the
+3. ``explorer="cma"``: optimise the explorer, a controller ``[z, h] -> action``, with CMA-ES inside the
+   dream on the intrinsic reward it collects (plus ``extrinsic`` x the dream reward), warm-started from the
    previous round's explorer; saved to ``RUN/explore/params.npz`` (the ``curious`` agent). On Discrete
    actions it samples from ``softmax(tanh(logits) / action_temperature)``, in the dream and in the env,
-   so it cannot settle on a few moves (a greedy linear explorer covered 3-9 squares a round on a 3x3 Maze);
-4. collect ``episodes`` new real episodes with it (plus exploration noise) into ``RUN/episodes``,
+   so it cannot settle on a few moves (a greedy linear explorer covered 3-9 squares a round on a 3x3 Maze).
+   ``explorer="mpc"``: no controller; every real step is planned in the dream (``planning_explorer``);
+4. collect ``episodes`` new real episodes with it (plus exploration noise, cma) into ``RUN/episodes``,
    recording the env's ground-truth state (``info["position"]``, else ``env.unwrapped.position``)
-   per step in ``RUN/explore/positions/`` so coverage (distinct states) can be counted.
+   per step in ``RUN/explore/positions/`` so coverage (distinct states) can be counted; the mpc explorer
+   refits the intrinsic reward on all transitions after each episode.
 
 Coverage per round and in total, the entropy of the round's actions, the memory model's validation
 loss and the dream's intrinsic returns go to the history and to TensorBoard's ``RUN/tb/explore`` (``explore/*`` against the round;
@@ -30,24 +32,36 @@ import torch
 from tqdm.auto import tqdm
 
 from worldmodels.agents import load_agent
+from worldmodels.agents.cem import CEMAgent
 from worldmodels.agents.curious import explorer_act
 from worldmodels.collect.driver import Callback, EpisodeRecorder, Step, drive, episode_seed
 from worldmodels.core.device import pick_device
 from worldmodels.core.errors import UserError
 from worldmodels.core.settings import require_at_least, require_positive
-from worldmodels.curiosity.rewards import KINDS, make_intrinsic
+from worldmodels.curiosity.rewards import KINDS, Batch, Intrinsic, make_intrinsic
 from worldmodels.curiosity.transitions import fit_intrinsic, run_transitions
 from worldmodels.dream.evolution import Generation, evolve
-from worldmodels.dream.imagine import BatchedDream, DreamConfig, Shaping, dream_starts, rollout_population
+from worldmodels.dream.imagine import (
+    BatchedDream,
+    DreamConfig,
+    Shaping,
+    dream_starts,
+    filter_states,
+    imagine,
+    rollout_population,
+)
 from worldmodels.envs.spaces import ActionSpec
 from worldmodels.models import MEMORY_MODELS
 from worldmodels.models.controller import ControllerSpec
+from worldmodels.planning.optimizers import CEMConfig
 from worldmodels.runs.artifacts import explorer_dir, load_explorer, load_world_model, save_explorer
 from worldmodels.runs.episodes import episode_path, list_episodes, save_episode, stored_steps
 from worldmodels.runs.rundir import RunDir, atomic_save_npz, atomic_write_json
 from worldmodels.runs.tensorboard import log_episodes, stage_writer
 from worldmodels.training.memory import MemoryTrainConfig, train_memory
 from worldmodels.training.vision import VisionTrainConfig, train_vision
+
+EXPLORERS = ("mpc", "cma")
 
 
 @dataclass
@@ -61,12 +75,27 @@ class ExploreConfig:
     """real episodes the explorer collects per round"""
     intrinsic: str = field(default="disagreement", metadata={"choices": list(KINDS)})
     """intrinsic reward the explorer maximises: surprise | icm | disagreement | infogain"""
+    explorer: str = field(default="cma", metadata={"choices": list(EXPLORERS)})
+    """mpc: plan every real step in the dream for the intrinsic reward (CEM), refitting the reward model after each
+    episode; cma: a controller optimised by CMA-ES in the dream once per round (the ``curious`` agent)"""
+    plan_horizon: int = 10
+    """mpc: dream steps each plan looks ahead"""
+    plan_candidates: int = 128
+    """mpc: action sequences CEM samples per iteration"""
+    plan_iterations: int = 3
+    """mpc: CEM refits per real step"""
+    online_steps: int = 50
+    """mpc: updates of the intrinsic-reward model on all transitions so far after each collected episode, so
+    what the explorer has just seen stops paying (infogain absorbs the episode once; surprise is not refitted)"""
     vision_epochs: int = 3
     """VAE epochs in round 1 (plus round_vision_epochs per later round)"""
     memory_epochs: int = 10
     """memory-model epochs in round 1 (plus round_memory_epochs per later round)"""
     round_vision_epochs: int = 1
     """extra VAE epochs per later round"""
+    salient_weight: float = 0.0
+    """the VAE's extra reconstruction weight on pixels unlike the batch's mean frame (``VisionTrainConfig``):
+    keeps a small agent's sprite, which the plain loss blurs into the mean frame"""
     round_memory_epochs: int = 5
     """extra memory-model epochs per later round"""
     memory: str = field(default="mdn", metadata={"choices": list(MEMORY_MODELS)})
@@ -108,9 +137,12 @@ class ExploreConfig:
 
     def __post_init__(self) -> None:
         require_at_least(self, 1, "rounds", "episodes", "vision_epochs", "memory_epochs", "z_dim", "hidden_size",
-                         "seq_len", "batch_size", "curiosity_steps", "generations", "rollouts")
-        require_at_least(self, 0, "round_vision_epochs", "round_memory_epochs", "extrinsic", "noise",
-                         "action_temperature", "novelty")
+                         "seq_len", "batch_size", "curiosity_steps", "generations", "rollouts", "plan_horizon",
+                         "plan_candidates", "plan_iterations")
+        require_at_least(self, 0, "round_vision_epochs", "round_memory_epochs", "extrinsic", "noise", "salient_weight",
+                         "action_temperature", "novelty", "online_steps")
+        if self.explorer not in EXPLORERS:
+            raise UserError(f"unknown explorer {self.explorer!r}; choose one of {', '.join(EXPLORERS)}")
         require_at_least(self, 2, "population")
         require_positive(self, "sigma0")
 
@@ -200,25 +232,68 @@ def optimise_explorer(run: RunDir, config: ExploreConfig, vision, memory, model,
     return record
 
 
-def collect_round(run: RunDir, indices: list[int], seed: int, directory, device, progress: bool = True) -> None:
-    """Collect episodes ``indices`` with the ``curious`` agent; ground-truth states to ``positions/``."""
+def collect_round(run: RunDir, indices: list[int], seed: int, directory, agent, progress: bool = True,
+                  after_episode=None) -> None:
+    """Collect episodes ``indices`` with ``agent``; ground-truth states to ``positions/``; each new episode's
+    arrays go to ``after_episode`` (if given) before the next one starts."""
     existing = list_episodes(run.episodes)
     todo = [i for i in indices if i not in existing]
     if not todo:
         return
     env = run.make_env()
-    agent = load_agent("curious", run, str(device))
     recorder, truth = EpisodeRecorder(), GroundTruth(env)
     for i in tqdm(todo, desc="explore: collect", unit="ep", disable=not progress, leave=False):
         drive(env, agent, episode_seed(seed, i), [recorder, truth])
         if truth.positions[0] is not None:
             atomic_save_npz(directory / "positions" / f"episode_{i:06d}.npz", position=np.asarray(truth.positions))
-        save_episode(episode_path(run.episodes, i), **recorder.episode())
+        episode = recorder.episode()
+        save_episode(episode_path(run.episodes, i), **episode)
+        if after_episode is not None:
+            after_episode(episode)
     env.close()
     meta = run.read_meta()
     meta["collections"].append({"agent": "curious", "seed": seed, "episodes": todo,
                                 "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
     run.write_meta(meta)
+
+
+def planning_explorer(run: RunDir, config: ExploreConfig, vision, memory, model: Intrinsic, data: Batch,
+                      device) -> tuple[CEMAgent, object]:
+    """(agent, after_episode) of the ``mpc`` explorer: every real step, CEM searches ``plan_horizon``-step action
+    sequences for the most intrinsic reward (plus ``extrinsic`` x the predicted reward) the dream promises
+    from the current memory state (mean latents, each step weighted by P(not done before it)) and executes
+    the first action; ``after_episode`` adds the episode's transitions to ``data`` and refits ``model`` on all
+    of them (``online_steps`` updates), so squares the explorer has just seen stop paying."""
+    action = run.action_spec()
+    model.eval()
+
+    def bonus(state, z, model_action, next_z):
+        return model.intrinsic_reward(state, z, model_action, next_z if model.needs_next else None)
+
+    def objective(state, z):
+        shaping = Shaping(config.extrinsic, bonus=bonus)
+        return lambda actions: imagine(memory, state, z, actions, shaping=shaping).expected_reward()
+
+    plan = CEMConfig(horizon=config.plan_horizon, candidates=config.plan_candidates,
+                     iterations=config.plan_iterations, elites=max(1, config.plan_candidates // 10))
+    agent = CEMAgent(vision, memory, action, plan, device, objective=objective)
+
+    @torch.no_grad()
+    def after_episode(episode: dict[str, np.ndarray]) -> None:
+        z = vision.encode(torch.as_tensor(episode["obs"], device=device))[0]
+        actions = action.to_model(torch.as_tensor(episode["action"], device=device))
+        states = tuple(s[0, :-1] for s in filter_states(memory, z[None, :-1], actions[None]))
+        new = {"state": states, "z": z[:-1], "action": actions, "next_z": z[1:]}
+        for key in ("z", "action", "next_z"):
+            data[key] = torch.cat([data[key], new[key]])
+        data["state"] = tuple(torch.cat(pair) for pair in zip(data["state"], states))
+        if config.intrinsic == "surprise":
+            return
+        with torch.enable_grad():
+            fit_intrinsic(model, new if model.single_pass else data, steps=config.online_steps,
+                          seed=config.seed + len(data["z"]))
+
+    return agent, after_episode
 
 
 def coverage(directory, indices: list[int]) -> tuple[set, int]:
@@ -268,7 +343,8 @@ def explore(run: RunDir, config: ExploreConfig, progress: bool = True) -> dict:
         print(f"explore: round {r + 1}/{config.rounds}")
         common = {"device": config.device, "seed": config.seed, "patience": 10**6}
         vision_summary = train_vision(run, VisionTrainConfig(
-            epochs=config.vision_epochs + r * config.round_vision_epochs, z_dim=config.z_dim, **common),
+            epochs=config.vision_epochs + r * config.round_vision_epochs, z_dim=config.z_dim,
+            salient_weight=config.salient_weight, **common),
             progress=progress)
         memory_summary = train_memory(run, MemoryTrainConfig(
             kind=config.memory, epochs=config.memory_epochs + r * config.round_memory_epochs,
@@ -276,15 +352,21 @@ def explore(run: RunDir, config: ExploreConfig, progress: bool = True) -> dict:
             progress=progress)
         vision, memory = load_world_model(run, device)
         model = make_intrinsic(config.intrinsic, memory, device, action=run.action_spec())
+        data = run_transitions(run, memory, device)
         losses = {} if config.intrinsic == "surprise" else fit_intrinsic(
-            model, run_transitions(run, memory, device), steps=config.curiosity_steps, seed=config.seed + r)
-        saved = load_explorer(run)[2] if (directory / "config.json").exists() else {}
-        if saved.get("round") == r + 1:
-            dream = {k: v for k, v in saved.items() if k.startswith("dream_")}
-        else:
-            dream = optimise_explorer(run, config, vision, memory, model, device, r, progress)
+            model, data, steps=config.curiosity_steps, seed=config.seed + r)
         indices = list(range(base + r * config.episodes, base + (r + 1) * config.episodes))
-        collect_round(run, indices, config.seed, directory, device, progress)
+        if config.explorer == "mpc":
+            dream = {}
+            agent, after_episode = planning_explorer(run, config, vision, memory, model, data, device)
+            collect_round(run, indices, config.seed, directory, agent, progress, after_episode)
+        else:
+            saved = load_explorer(run)[2] if (directory / "config.json").exists() else {}
+            if saved.get("round") == r + 1:
+                dream = {k: v for k, v in saved.items() if k.startswith("dream_")}
+            else:
+                dream = optimise_explorer(run, config, vision, memory, model, device, r, progress)
+            collect_round(run, indices, config.seed, directory, load_agent("curious", run, str(device)), progress)
         seen, recorded = coverage(directory, indices)
         total, _ = coverage(directory, list(range(base, base + (r + 1) * config.episodes)))
         returns, lengths, actions = [], [], []
