@@ -109,7 +109,7 @@ class Surprise(Intrinsic):
     on that negative log-likelihood from the stored states (one-step truncated backprop), fine-tuning the
     memory model online; the weights are never saved. Without one, ``p(z_{t+1} | z_t, a_t)`` is a
     fully factored Gaussian from an MLP of ``hidden`` units (Achiam & Sastry 2017's surprisal model), its
-    log-std bounded to [-5, 2]: on the Maze it gave 2.1x random's coverage where a fresh recurrent
+    log-std bounded to [-5, 2]: on the Maze it gave 1.94x random's coverage (6 seeds) where a fresh recurrent
     MDN-RNN, trained one truncated step at a time on stale stored states, gave 1.75x (BENCHMARKS.md, issue 19).
     """
 
@@ -152,7 +152,7 @@ class ICM(Intrinsic):
     Box) and ``forward_weight`` of the forward model's error: the inverse loss keeps them from collapsing,
     the forward loss keeps what the next step's features can be predicted from. Trained by the inverse
     model alone (forward targets detached), 32 features gave 1.35x random's coverage on the Maze, against
-    2.3x for this (BENCHMARKS.md, issue 19).
+    2.2x for this over 6 seeds (BENCHMARKS.md, issue 19).
     """
 
     kind = "icm"
