@@ -1,11 +1,14 @@
 """``wm explore``'s explorer against random at equal real steps on a fresh sparse Maze (issue 19).
 
 Per seed: ``--base-episodes`` random episodes, then ``wm explore`` (``--rounds`` x ``--episodes`` episodes of the
-curious explorer, no extrinsic reward), small models (z 16, MDN-RNN h 64) for a 2-core CPU; the explorer's
-settings (temperature, noise, ...) are ``ExploreConfig``'s defaults unless ``--set key=value`` overrides them.
+curious explorer, no extrinsic reward), small models (z 16, MDN-RNN h 64) for a 2-core CPU; everything else
+(the explorer, its settings, the VAE's and MDN-RNN's epochs) is ``ExploreConfig``'s defaults unless ``--set
+key=value`` overrides it (``--set explorer=cma`` for the CMA-ES explorer).
 A random walk then takes the same real steps in the same env, episode by episode. Distinct grid squares
 (read off the stored frames; the random walk's from the env) per round and in total, and the real step of the
-first visit to the far corner, for both. Results to ``out/explore_rounds.json``.
+first visit to the far corner, for both; and how far apart the run's final VAE puts the squares (``separation``:
+mean distance between the latent means of different squares, against the mean spread within one square). Results
+to ``out/explore_rounds.json``.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from worldmodels.core.settings import set_path
 from worldmodels.curiosity.explore import ExploreConfig, explore
 from worldmodels.dream.imagine import DreamConfig
 from worldmodels.envs.maze import Maze, agent_cells
+from worldmodels.runs.artifacts import load_vision
 from worldmodels.runs.episodes import list_episodes, load_episode
 from worldmodels.runs.rundir import RunDir
 
@@ -34,6 +38,20 @@ def squares(episodes: list[dict]) -> tuple[set, int]:
     for episode in episodes:
         seen.update(map(tuple, agent_cells(episode["obs"]).tolist()))
     return seen, sum(len(e["reward"]) for e in episodes)
+
+
+@torch.no_grad()
+def separation(run: RunDir, episodes: list[dict]) -> dict:
+    """How the run's VAE tells squares apart: mean distance between the latent means (VAE ``mu``) of different
+    squares, and the mean distance of a frame's latent from its own square's mean (latent units)."""
+    vision = load_vision(run, "cpu")
+    z = torch.cat([vision.encode(torch.as_tensor(e["obs"]))[0] for e in episodes]).numpy()
+    cells = np.concatenate([agent_cells(e["obs"]) for e in episodes])
+    keys = cells[:, 0] * 1000 + cells[:, 1]
+    means = np.stack([z[keys == k].mean(0) for k in np.unique(keys)])
+    within = np.mean([np.linalg.norm(z[keys == k] - m, axis=1).mean() for k, m in zip(np.unique(keys), means)])
+    between = np.linalg.norm(means[:, None] - means[None], axis=-1)[np.triu_indices(len(means), 1)].mean()
+    return {"between_squares": float(between), "within_square": float(within)}
 
 
 def first_goal(episodes: list[dict]) -> int | None:
@@ -75,8 +93,8 @@ def explorer_run(root: Path, seed: int, args, overrides: list[str]) -> dict:
     env = {"env": "worldmodels.envs.maze:Maze", "max_steps": args.max_steps, "workers": 1, "seed": seed,
            "env_kwargs": {"cells": args.cells}}
     config = ExploreConfig(**{
-        "rounds": args.rounds, "episodes": args.episodes, "vision_epochs": 6, "round_vision_epochs": 3, "z_dim": 16,
-        "hidden_size": 64, "seq_len": 16, "batch_size": 16, "curiosity_steps": 200, "generations": 12,
+        "rounds": args.rounds, "episodes": args.episodes, "z_dim": 16, "hidden_size": 64, "seq_len": 16,
+        "batch_size": 16, "curiosity_steps": 200, "generations": 12,
         "dream": DreamConfig(max_steps=args.max_steps), "seed": seed, "device": "cpu"})
     for pair in overrides:  # FIELD=VALUE, parsed by the field's type as `wm run --set` does
         key, _, value = pair.partition("=")
@@ -90,6 +108,7 @@ def explorer_run(root: Path, seed: int, args, overrides: list[str]) -> dict:
     return {"chunks": [squares(episodes[:base])[1]] + [steps for _, steps in rounds],
             "squares_round": [len(s) for s, _ in rounds], "squares_total": len(squares(episodes)[0]),
             "first_goal": first_goal(episodes), "action_entropy": [r["action_entropy"] for r in history["rounds"]],
+            "separation": separation(run, episodes),
             "seconds": time.perf_counter() - t0}
 
 

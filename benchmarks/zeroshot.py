@@ -3,7 +3,7 @@
     python benchmarks/zeroshot.py [--seeds 2] [--cells 3] [--max-steps 60] [--intrinsic disagreement]
                                   [--base-episodes 8] [--rounds 3] [--episodes 8] [--vision-epochs 60]
                                   [--round-vision-epochs 5] [--salient-weight 10] [--memory-epochs 30]
-                                  [--noise 0.3] [--generations 20] [--out DIR]
+                                  [--explorer mpc] [--noise 0.3] [--generations 20] [--out DIR]
 
 Per seed, two runs of ``worldmodels.envs.maze:Maze`` (``--cells`` rooms a side, episodes of ``--max-steps``):
 
@@ -67,7 +67,7 @@ def pipeline(root: Path, data: str, seed: int, args, steps: int = 0) -> dict:
         round_memory_epochs=args.memory_epochs // 3, salient_weight=args.salient_weight, z_dim=16, hidden_size=64,
         seq_len=16, batch_size=16,
         curiosity_steps=200, generations=12, population=16, rollouts=4, dream=DreamConfig(max_steps=args.max_steps),
-        noise=args.noise, seed=seed, device="cpu")
+        explorer=args.explorer, noise=args.noise, seed=seed, device="cpu")
     if data == "explore":
         collect(run, CollectConfig(episodes=args.base_episodes, **env), progress=False)
         explore(run, explore_config, progress=False)
@@ -112,7 +112,8 @@ def main() -> None:
                    help="the VAE's weight on pixels unlike the mean frame, e.g. the agent (default 10)")
     p.add_argument("--memory-epochs", type=int, default=30,
                    help="MDN-RNN epochs of the first round (a third as many more per round; default 30)")
-    p.add_argument("--noise", type=float, default=0.3, help="the explorer's random-action probability (default 0.3)")
+    p.add_argument("--explorer", default="mpc", choices=["mpc", "cma"], help="wm explore's explorer (default mpc)")
+    p.add_argument("--noise", type=float, default=0.3, help="the cma explorer's random-action probability (default 0.3)")
     p.add_argument("--generations", type=int, default=20, help="CMA-ES generations of the task (default 20)")
     p.add_argument("--out", default=None, help="where the runs go (default: a temporary folder)")
     args = p.parse_args()
@@ -125,7 +126,7 @@ def main() -> None:
         for row in rows[-2:]:
             print(json.dumps(row), flush=True)
     print(f"\nMaze {args.cells}x{args.cells} rooms, episodes of {args.max_steps} steps, task {TASK}; explore: "
-          f"{args.base_episodes} random + {args.rounds} x {args.episodes} {args.intrinsic} episodes\n")
+          f"{args.base_episodes} random + {args.rounds} x {args.episodes} {args.intrinsic} episodes ({args.explorer})\n")
     print("| seed | data | real steps | squares seen | corner steps in data | head loss before -> after | "
           "dream fitness | real success | real task return | seconds |")
     print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")

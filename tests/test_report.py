@@ -166,8 +166,8 @@ def test_report_after_every_stage_of_a_tiny_catch_run(tmp_path):
                   "--candidates", "8", "--iterations", "1", "--elites", "2", "--device", "cpu"],
                  ["explore", "--rounds", "1", "--episodes", "1", "--vision-epochs", "1", "--memory-epochs", "1",
                   "--hidden-size", "32", "--seq-len", "8", "--batch-size", "16", "--curiosity-steps", "5",
-                  "--generations", "1", "--population", "4", "--rollouts", "1", "--dream-steps", "4",
-                  "--device", "cpu"],
+                  "--explorer", "cma", "--generations", "1", "--population", "4", "--rollouts", "1",
+                  "--dream-steps", "4", "--device", "cpu"],
                  ["report"]):
         assert main([*argv, "--run", root]) == 0, argv
     page = tmp_path / "run" / "report" / "index.html"

@@ -75,7 +75,7 @@ class ExploreConfig:
     """real episodes the explorer collects per round"""
     intrinsic: str = field(default="disagreement", metadata={"choices": list(KINDS)})
     """intrinsic reward the explorer maximises: surprise | icm | disagreement | infogain"""
-    explorer: str = field(default="cma", metadata={"choices": list(EXPLORERS)})
+    explorer: str = field(default="mpc", metadata={"choices": list(EXPLORERS)})
     """mpc: plan every real step in the dream for the intrinsic reward (CEM), refitting the reward model after each
     episode; cma: a controller optimised by CMA-ES in the dream once per round (the ``curious`` agent)"""
     plan_horizon: int = 10
@@ -87,16 +87,18 @@ class ExploreConfig:
     online_steps: int = 50
     """mpc: updates of the intrinsic-reward model on all transitions so far after each collected episode, so
     what the explorer has just seen stops paying (infogain absorbs the episode once; surprise is not refitted)"""
-    vision_epochs: int = 3
-    """VAE epochs in round 1 (plus round_vision_epochs per later round)"""
-    memory_epochs: int = 10
+    vision_epochs: int = 60
+    """VAE epochs in round 1 (plus round_vision_epochs per later round): a few base episodes need many (on a
+    3x3 Maze's 8 episodes, 6 epochs left every square's latent within 0.02 of the others, 60 put them 3-4
+    apart); lower it for large data"""
+    memory_epochs: int = 30
     """memory-model epochs in round 1 (plus round_memory_epochs per later round)"""
-    round_vision_epochs: int = 1
+    round_vision_epochs: int = 5
     """extra VAE epochs per later round"""
-    salient_weight: float = 0.0
+    salient_weight: float = 10.0
     """the VAE's extra reconstruction weight on pixels unlike the batch's mean frame (``VisionTrainConfig``):
     keeps a small agent's sprite, which the plain loss blurs into the mean frame"""
-    round_memory_epochs: int = 5
+    round_memory_epochs: int = 10
     """extra memory-model epochs per later round"""
     memory: str = field(default="mdn", metadata={"choices": list(MEMORY_MODELS)})
     """memory model kind"""
