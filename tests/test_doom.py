@@ -13,7 +13,7 @@ import pytest
 from worldmodels.cli import main
 from worldmodels.collect.driver import episode_seed
 from worldmodels.envs import PixelConfig, make_env, process_frame
-from worldmodels.pipeline import DOOM_STEPS, presets
+from worldmodels.pipeline import DOOM_SKIP, DOOM_STEPS, presets
 from worldmodels.runs.episodes import list_episodes
 from worldmodels.runs.rundir import RunDir
 from worldmodels.training.latents import load_latents
@@ -67,9 +67,15 @@ def test_doom_presets_dream_at_the_papers_temperature(capsys):
         assert p.vision.z_dim == 64 and p.memory.kind == "mdn" and p.cma.dream.temperature == 1.15
         assert p.cma.dream.termination == "sampled"  # dreams die at the done head's rate
         assert p.cma.real_every == 0 and p.cma.select == "dream"  # the controller never sees the real game
-        assert p.collect.max_steps == p.eval_max_steps == DOOM_STEPS and p.eval_episodes == 100
-        assert p.baselines == ["random"] and p.rounds == 1
-    assert table["doom-gpu"].memory.hidden_size == 512
+        skip = p.collect.frame_skip or 1  # caps are in agent steps of `skip` tics; DOOM_STEPS is in tics
+        assert p.collect.max_steps * skip == p.eval_max_steps * skip == DOOM_STEPS and p.eval_episodes == 100
+        assert p.cma.dream.max_steps * skip <= DOOM_STEPS and p.baselines == ["random"]
+    assert table["doom-gpu"].memory.hidden_size == 512 and table["doom-gpu"].rounds == 1
+    doom = table["doom"]
+    assert doom.collect.frame_skip == DOOM_SKIP == 4 and doom.memory.seq_len * DOOM_SKIP == 1000
+    # Ha & Schmidhuber's iterative procedure: the controller's own episodes (10% random actions) retrain
+    # the memory model between rounds; the controller itself is still trained only in the dream
+    assert doom.rounds == 5 and doom.round_episodes == 100 and doom.scout is None
     assert main(["run", TAKE_COVER, "--run", "unused", "--preset", "doom", "--set", "cma.dream.temperature=1.3",
                  "--set", "cma.dream.done_threshold=0.4", "--show"]) == 0
     shown = dict(line.split(" = ", 1) for line in capsys.readouterr().out.strip().splitlines())
