@@ -270,6 +270,7 @@ def test_wm_explore_plans_for_curiosity_and_refits_after_each_episode(tmp_path):
     assert all(1 <= r["coverage_round"] <= r["coverage_total"] for r in history["rounds"])
     assert sorted(int(p.stem.split("_")[1]) for p in run.episodes.glob("*.npz")) == list(range(7))
     assert not (run.root / "explore" / "params.npz").exists()  # no controller: it plans
+    assert json.loads((run.vision / "config.json").read_text())["config"]["salient_weight"] == 10.0  # a fresh run's VAE
 
     vision, memory = load_world_model(run, "cpu")
     config = ExploreConfig(plan_horizon=3, plan_candidates=32, plan_iterations=2, online_steps=30, device="cpu")

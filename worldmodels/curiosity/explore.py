@@ -54,7 +54,13 @@ from worldmodels.envs.spaces import ActionSpec
 from worldmodels.models import MEMORY_MODELS
 from worldmodels.models.controller import ControllerSpec
 from worldmodels.planning.optimizers import CEMConfig
-from worldmodels.runs.artifacts import explorer_dir, load_explorer, load_world_model, save_explorer
+from worldmodels.runs.artifacts import (
+    explorer_dir,
+    load_explorer,
+    load_world_model,
+    read_config,
+    save_explorer,
+)
 from worldmodels.runs.episodes import episode_path, list_episodes, save_episode, stored_steps
 from worldmodels.runs.rundir import RunDir, atomic_save_npz, atomic_write_json
 from worldmodels.runs.tensorboard import log_episodes, stage_writer
@@ -95,9 +101,10 @@ class ExploreConfig:
     """memory-model epochs in round 1 (plus round_memory_epochs per later round)"""
     round_vision_epochs: int = 5
     """extra VAE epochs per later round"""
-    salient_weight: float = 10.0
+    salient_weight: float | None = field(default=None, metadata={"none": "the run's VAE's, else 10"})
     """the VAE's extra reconstruction weight on pixels unlike the batch's mean frame (``VisionTrainConfig``):
-    keeps a small agent's sprite, which the plain loss blurs into the mean frame"""
+    keeps a small agent's sprite, which the plain loss blurs into the mean frame; a run already trained keeps
+    its VAE's unless this is given"""
     round_memory_epochs: int = 10
     """extra memory-model epochs per later round"""
     memory: str = field(default="mdn", metadata={"choices": list(MEMORY_MODELS)})
@@ -147,6 +154,15 @@ class ExploreConfig:
             raise UserError(f"unknown explorer {self.explorer!r}; choose one of {', '.join(EXPLORERS)}")
         require_at_least(self, 2, "population")
         require_positive(self, "sigma0")
+
+
+def salient_weight(run: RunDir, config: ExploreConfig) -> float:
+    """``config.salient_weight``; if None, that of the run's VAE (0 if saved without one), or 10 for a fresh run."""
+    if config.salient_weight is not None:
+        return config.salient_weight
+    if not (run.vision / "config.json").exists():
+        return 10.0
+    return read_config(run.vision)[1].salient_weight
 
 
 def ground_truth(env, info: dict) -> tuple | None:
@@ -346,7 +362,7 @@ def explore(run: RunDir, config: ExploreConfig, progress: bool = True) -> dict:
         common = {"device": config.device, "seed": config.seed, "patience": 10**6}
         vision_summary = train_vision(run, VisionTrainConfig(
             epochs=config.vision_epochs + r * config.round_vision_epochs, z_dim=config.z_dim,
-            salient_weight=config.salient_weight, **common),
+            salient_weight=salient_weight(run, config), **common),
             progress=progress)
         memory_summary = train_memory(run, MemoryTrainConfig(
             kind=config.memory, epochs=config.memory_epochs + r * config.round_memory_epochs,
