@@ -29,7 +29,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +67,9 @@ def seed_result(env: str, preset: str, root: Path, seed: int, workers: int | Non
     path = run.root / "pipeline.json"
     summary = (json.loads(path.read_text()) if path.exists()
                else run_pipeline(env, run, p, workers, seed=seed, preset_name=preset + tag))
+    if summary["settings"] != json.loads(json.dumps(asdict(p))):
+        raise SystemExit(f"{run.root} holds a finished run of other settings (an earlier {preset} preset?): "
+                         "give another --root, or a --tag")
     cap = summary["settings"]["eval_max_steps"]
     lengths = {a: json.loads((run.eval / f"{a}.json").read_text())["lengths"] for a in ("controller", "random")}
     return {"seed": seed, "controller": summary["scores"]["controller"], "random": summary["scores"]["random"],
