@@ -259,7 +259,7 @@ class PaysForAction:
         return action[:, self.k]
 
 
-def test_wm_explore_plans_for_curiosity_and_refits_after_each_episode(tmp_path):
+def test_wm_explore_plans_for_curiosity_and_refits_after_each_episode(tmp_path, capsys):
     run = RunDir(tmp_path / "run")
     collect(run, CollectConfig(env="worldmodels.envs.maze:Maze", episodes=3, max_steps=15, workers=1,
                                env_kwargs={"cells": 3}), progress=False)
@@ -270,6 +270,10 @@ def test_wm_explore_plans_for_curiosity_and_refits_after_each_episode(tmp_path):
     assert all(1 <= r["coverage_round"] <= r["coverage_total"] for r in history["rounds"])
     assert sorted(int(p.stem.split("_")[1]) for p in run.episodes.glob("*.npz")) == list(range(7))
     assert not (run.root / "explore" / "params.npz").exists()  # no controller: it plans
+    curious = ["collect", "worldmodels.envs.maze:Maze", "--run", str(run.root), "--episodes", "9", "--max-steps", "15",
+               "--workers", "1", "--agent", "curious", "--env-kwargs", '{"cells": 3}']
+    assert main(curious) == 2 and "--explorer cma" in capsys.readouterr().err  # nothing to collect with
+    assert len(list(run.episodes.glob("*.npz"))) == 7
     assert json.loads((run.vision / "config.json").read_text())["config"]["salient_weight"] == 10.0  # a fresh run's VAE
 
     vision, memory = load_world_model(run, "cpu")

@@ -175,9 +175,10 @@ def cmd_explore(args) -> None:
     run = RunDir(args.run)
     history = explore(run, build(ExploreConfig, {k: v for k, v in given(args).items() if k != "run"}))
     last = history["rounds"][-1] if history["rounds"] else {}
+    then = ("collect more with `wm collect ... --agent curious`" if history["config"].get("explorer", "cma") == "cma"
+            else "collect more with more --rounds")
     print(f"explore: {len(history['rounds'])} rounds, last coverage {last.get('coverage_round')} states "
-          f"(total {last.get('coverage_total')}) -> {run.root / 'explore'}; "
-          f"collect more with `wm collect ... --agent curious`")
+          f"(total {last.get('coverage_total')}) -> {run.root / 'explore'}; {then}")
 
 
 def add_task(sub) -> None:

@@ -156,8 +156,8 @@ def doom_presets(env: str) -> dict[str, Preset]:
     pixels unlike the batch's mean frame (``salient_weight``: fireballs are a few pixels) and the
     done loss weighted x100 against the latent NLL (``done_weight``). The memory
     model sees whole episodes (windows of 250 steps, 1,000 tics, longer than nearly every random episode,
-    padded): windows shorter than an
-    episode would show it the one death at the episode's end far less often than other steps.
+    padded): windows shorter than an episode would show it the one death at the episode's end far less
+    often than other steps.
 
     The doom preset acts every ``DOOM_SKIP`` tics (a fireball crosses the room in a quarter of the
     steps, and the same compute trains on 400 episodes instead of 100) and runs Ha & Schmidhuber's

@@ -187,7 +187,8 @@ def save_explorer(run: RunDir, spec: ControllerSpec, params: np.ndarray, info: d
 def load_explorer(run: RunDir) -> tuple[ControllerSpec, np.ndarray, dict]:
     """(spec, params [n_params] float32, info) of the run's curious explorer (``wm explore``)."""
     directory = explorer_dir(run)
-    return _load_params(directory, f"no explorer in {directory}: run `wm explore --run {run.root}` first")
+    return _load_params(directory, f"no explorer in {directory}: run `wm explore --run {run.root} --explorer cma` "
+                        "first (the default mpc explorer plans each step and saves no controller)")
 
 
 def _save_params(directory: Path, spec: ControllerSpec, params: np.ndarray, info: dict) -> None:
