@@ -3,6 +3,7 @@
     python benchmarks/doom.py [--env VizdoomTakeCover-v1] [--seeds 0 1 2] [--root runs] [--workers N]
                               [--preset doom] [--taus 0.1 0.5 1.0 1.15 1.3] [--tau-seed 0] [--dreams 100]
                               [--termination threshold|sampled] [--set FIELD=VALUE ...] [--tag NAME]
+                              [--tau-generations N]
 
 Runs (or resumes; a finished seed is only read back) ``wm run ENV --preset doom --seed S`` into
 ``ROOT/doom_sS`` for each seed and prints one row per seed: steps survived by the dream-trained
@@ -11,8 +12,9 @@ reached the 2,100-step cap, minutes per stage; then the mean over seeds, and whe
 dream kills (``world_model_checks``: the done head at held-out deaths, the random policy's survival
 in the dream). With ``--taus``, the
 temperature table of Ha & Schmidhuber (their Table 2): on ``--tau-seed``'s data, vision and memory
-models, a fresh controller per temperature tau (the preset's CMA-ES, same budget and seed, in
-``ROOT/doom_sS/controller_tauT``; the preset's own tau is the pipeline's controller), its dream
+models, a fresh controller per temperature tau (the preset's CMA-ES and seed, ``--tau-generations`` generations,
+default its first round's, in ``ROOT/doom_sS/controller_tauT``; with one round and that budget the preset's own
+tau is the pipeline's controller), its dream
 score (mean survival over ``--dreams`` fresh dreams at that tau, capped as the real game) beside its
 real score on the pipeline's 100 evaluation episodes. Writes ``ROOT/doom_seeds.json`` and
 ``ROOT/doom_temperatures.json``; finished temperatures are read back. ``--termination sampled`` trains
@@ -136,14 +138,18 @@ def tau_view(run: RunDir, tau: float, termination: str = "threshold") -> RunDir:
 
 
 def tau_result(env: str, preset: str, root: Path, seed: int, tau: float, workers: int | None, dreams: int,
-               termination: str = "threshold", sets: list[str] = (), tag: str = "") -> dict:
+               termination: str = "threshold", sets: list[str] = (), tag: str = "",
+               generations: int | None = None) -> dict:
     """Dream score and real score of the controller CMA-ES trains at temperature ``tau`` with the dream's
-    ``termination`` (run or read back)."""
+    ``termination`` for ``generations`` (default the preset's first-round CMA-ES) on the run's final world
+    model (run or read back). With one round the preset's own tau is the pipeline's controller; with several,
+    the pipeline's controller learnt across world models, so every tau gets a fresh one."""
     p = variant(env, preset, list(sets))
     run = RunDir(root / f"{preset}{tag}_s{seed}")
     cma = replace(p.cma, dream=replace(p.cma.dream, temperature=tau, termination=termination), workers=workers,
-                  seed=seed)
-    own = tau == p.cma.dream.temperature and termination == p.cma.dream.termination
+                  seed=seed, generations=generations or p.cma.generations)
+    own = (tau == p.cma.dream.temperature and termination == p.cma.dream.termination and p.rounds == 1
+           and cma.generations == p.cma.generations)
     view = run if own else tau_view(run, tau, termination)
     path = view.controller / "temperature.json"
     if path.exists():
@@ -161,7 +167,7 @@ def tau_result(env: str, preset: str, root: Path, seed: int, tau: float, workers
                         max_steps=p.eval_max_steps, write=False,
                         agent_options={"params": params.tolist(), "spec": spec.to_dict()})
     skip = run.env_spec()[2].frame_skip
-    result = {"tau": tau, "termination": termination, "seed": seed,
+    result = {"tau": tau, "termination": termination, "seed": seed, "generations": cma.generations,
               "dream": dream_score(dream, spec, params, run.action_spec(), dreams),
               "dreams": dreams, "dream_max_steps": cma.dream.max_steps * skip, "frame_skip": skip,
               "real": {k: real[k] for k in ("mean", "std", "min", "max", "episodes")}, "controller": str(view.controller)}
@@ -179,6 +185,8 @@ def main() -> None:
     parser.add_argument("--taus", type=float, nargs="*", default=[], help="dream temperatures to tabulate")
     parser.add_argument("--tau-seed", type=int, default=0, help="the pipeline seed whose data the tau table uses")
     parser.add_argument("--dreams", type=int, default=100, help="dreams per dream score")
+    parser.add_argument("--tau-generations", type=int, default=None,
+                        help="CMA-ES generations of each tau's controller (default: the preset's first round's)")
     parser.add_argument("--termination", default="threshold", choices=["threshold", "sampled"],
                         help="the tau table's dream termination (sampled: at the done head's P(done) each step)")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", dest="sets",
@@ -215,9 +223,9 @@ def main() -> None:
     if not args.taus:
         return
     taus = [tau_result(args.env, args.preset, args.root, args.tau_seed, t, args.workers, args.dreams, args.termination,
-                       args.sets, args.tag) for t in args.taus]
-    print(f"\ntemperature (seed {args.tau_seed}: one data set and memory model, a controller trained per tau; "
-          f"{args.termination} termination)")
+                       args.sets, args.tag, args.tau_generations) for t in args.taus]
+    print(f"\ntemperature (seed {args.tau_seed}: one data set and memory model, a controller trained per tau "
+          f"for {taus[0].get('generations', '?')} generations; {args.termination} termination)")
     print("| tau | dream score | real score |")
     print("|---:|---:|---:|")
     for t in taus:
