@@ -1,27 +1,32 @@
-"""Zero-shot tasks after exploration on a small Maze: curious data vs random data of the same real steps.
+"""Zero-shot tasks after exploration on a small Maze (or MiniGrid): curious data vs random data of the same real steps.
 
-    python benchmarks/zeroshot.py [--seeds 2] [--cells 3] [--max-steps 60] [--intrinsic disagreement]
+    python benchmarks/zeroshot.py [--env maze] [--seeds 2] [--cells 3] [--max-steps 60] [--intrinsic disagreement]
                                   [--base-episodes 8] [--rounds 3] [--episodes 8] [--vision-epochs 60]
                                   [--round-vision-epochs 5] [--salient-weight 10] [--memory-epochs 30]
                                   [--explorer mpc] [--noise 0.3] [--generations 20] [--out DIR]
 
-Per seed, two runs of ``worldmodels.envs.maze:Maze`` (``--cells`` rooms a side, episodes of ``--max-steps``):
+Per seed, two runs of ``worldmodels.envs.maze:Maze`` (``--cells`` rooms a side, episodes of ``--max-steps``), or
+with ``--env minigrid:ID`` (e.g. ``minigrid:MiniGrid-Empty-8x8-v0``) of
+``worldmodels.envs.minigrid_pixels:MiniGridPixels`` (the full grid in pixels, 3 actions; needs the minigrid extra):
 
 - **explore**: ``--base-episodes`` random episodes, then ``wm explore`` (``--rounds`` x ``--episodes`` episodes
   collected by the curious explorer, ``--intrinsic`` reward, no extrinsic reward);
 - **random**: random-policy episodes until it holds at least as many real steps as the explore run.
 
 Both world models then get the same final training (the epochs the explorer's next round would give), and
-``wm task worldmodels.envs.maze:reach_far_corner`` runs on each: relabel, retrain only the reward head,
+``wm task worldmodels.envs.maze:reach_far_corner`` (MiniGrid: ``worldmodels.envs.minigrid_pixels:reached_goal``,
+MiniGrid's own goal reward, which the explorer never saw) runs on each: relabel, retrain only the reward head,
 CMA-ES in the dream, no new real steps, then the controller is scored on the task in the real env. The
-table gives per seed and data: real steps, distinct squares in the data (read off the frames), steps in
-the far corner in the data, the reward head's loss before -> after, the dream fitness, and the real env's
-success rate and task return. Prints Markdown, saves ``benchmarks/out/zeroshot.json``.
+table gives per seed and data: real steps, distinct squares in the data (read off the frames; MiniGrid:
+distinct stored frames, i.e. agent squares x headings), steps in the far corner in the data (MiniGrid: steps
+that reach the goal), the reward head's loss before -> after, the dream fitness, and the real env's success
+rate and task return. Prints Markdown, saves ``benchmarks/out/zeroshot.json`` (MiniGrid: ``zeroshot_minigrid.json``).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import tempfile
 import time
@@ -42,15 +47,35 @@ from worldmodels.training.memory import MemoryTrainConfig, train_memory
 from worldmodels.training.vision import VisionTrainConfig, train_vision
 
 TASK = "worldmodels.envs.maze:reach_far_corner"
+MINIGRID = "worldmodels.envs.minigrid_pixels:MiniGridPixels"
+MINIGRID_TASK = "worldmodels.envs.minigrid_pixels:reached_goal"
 
 
-def data_stats(run: RunDir) -> dict:
-    """Real steps, distinct grid squares and steps ending in the far corner over the run's stored episodes."""
+def setting(args) -> dict:
+    """What ``--env`` selects: env spec and kwargs, task reward, a label, and the data's state/goal-step counts."""
+    if args.env == "maze":
+        return {"env": "worldmodels.envs.maze:Maze", "env_kwargs": {"cells": args.cells}, "task": TASK,
+                "label": f"Maze {args.cells}x{args.cells} rooms", "states": "squares seen",
+                "goal": "corner steps in data", "out": "zeroshot.json"}
+    kind, _, env_id = args.env.partition(":")
+    if kind != "minigrid" or not env_id:
+        raise SystemExit(f"--env: expected maze or minigrid:ID (e.g. minigrid:MiniGrid-Empty-8x8-v0), got {args.env}")
+    return {"env": MINIGRID, "env_kwargs": {"env_id": env_id}, "task": MINIGRID_TASK, "label": env_id,
+            "states": "distinct frames", "goal": "goal steps in data", "out": "zeroshot_minigrid.json"}
+
+
+def data_stats(run: RunDir, maze: bool) -> dict:
+    """Real steps, distinct states and goal steps over the run's stored episodes. Maze: grid squares read off the
+    frames, steps ending in the far corner; MiniGrid: distinct frames (hashes of the 64x64 obs: agent square and
+    heading), steps with env reward > 0 (reaching the goal)."""
     seen, corner = set(), 0
     for path in list_episodes(run.episodes).values():
         episode = load_episode(path)
-        seen.update(map(tuple, agent_cells(episode["obs"]).tolist()))
-        corner += int(episode["reward"].sum())  # the Maze's reward: 1 on reaching the far corner
+        if maze:
+            seen.update(map(tuple, agent_cells(episode["obs"]).tolist()))
+        else:
+            seen.update(hashlib.sha1(frame.tobytes()).hexdigest() for frame in episode["obs"])
+        corner += int((episode["reward"] > 0).sum())  # the Maze's reward: 1 on reaching the far corner
     return {"steps": stored_steps(run.episodes), "squares": len(seen), "corner_steps": corner}
 
 
@@ -58,8 +83,9 @@ def pipeline(root: Path, data: str, seed: int, args, steps: int = 0) -> dict:
     """One run (``data``: explore, or random of at least ``steps`` real steps), its final world model, then the
     zero-shot task on it."""
     run = RunDir(root / f"{data}_{seed}")
-    env = {"env": "worldmodels.envs.maze:Maze", "max_steps": args.max_steps, "workers": 1, "seed": seed,
-           "env_kwargs": {"cells": args.cells}}
+    chosen = setting(args)
+    env = {"env": chosen["env"], "max_steps": args.max_steps, "workers": 1, "seed": seed,
+           "env_kwargs": chosen["env_kwargs"]}
     t0 = time.perf_counter()
     explore_config = ExploreConfig(
         rounds=args.rounds, episodes=args.episodes, intrinsic=args.intrinsic, vision_epochs=args.vision_epochs,
@@ -74,7 +100,7 @@ def pipeline(root: Path, data: str, seed: int, args, steps: int = 0) -> dict:
     else:
         episodes = -(-steps // args.max_steps)
         collect(run, CollectConfig(episodes=episodes, **env), progress=False)
-        while stored_steps(run.episodes) < steps:  # some random episodes ended early, in the far corner
+        while stored_steps(run.episodes) < steps:  # some random episodes ended early, at the goal
             episodes += 1
             collect(run, CollectConfig(episodes=episodes, **env), progress=False)
     common = {"device": "cpu", "seed": seed, "patience": 10**6}
@@ -87,9 +113,9 @@ def pipeline(root: Path, data: str, seed: int, args, steps: int = 0) -> dict:
     collected = time.perf_counter() - t0
     task = TaskConfig(reward_steps=500, batch_size=16, seq_len=16, generations=args.generations, population=16,
                       rollouts=8, dream=DreamConfig(max_steps=args.max_steps), episodes=4, seed=seed, device="cpu")
-    result = zero_shot(run, TASK, task, progress=False)
-    head = json.loads((run.root / "tasks" / "reach_far_corner" / "memory" / "summary.json").read_text())
-    return {"data": data, "seed": seed, **data_stats(run), "head_loss_before": head["loss_before"],
+    result = zero_shot(run, chosen["task"], task, progress=False)
+    head = json.loads((run.root / "tasks" / result["name"] / "memory" / "summary.json").read_text())
+    return {"data": data, "seed": seed, **data_stats(run, args.env == "maze"), "head_loss_before": head["loss_before"],
             "head_loss_after": head["loss_after"], "dream_fitness": result["dream_fitness_mean"],
             "success_rate": result["success_rate"], "task_return": result["mean"], "lengths": result["lengths"],
             "seconds_data_and_model": collected, "seconds_task": time.perf_counter() - t0 - collected}
@@ -97,6 +123,9 @@ def pipeline(root: Path, data: str, seed: int, args, steps: int = 0) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--env", default="maze",
+                   help="maze (worldmodels.envs.maze:Maze, default) or minigrid:ID, e.g. minigrid:MiniGrid-Empty-8x8-v0 "
+                        "(worldmodels.envs.minigrid_pixels:MiniGridPixels; task reached_goal)")
     p.add_argument("--seeds", type=int, default=2, help="seeds (default 2)")
     p.add_argument("--cells", type=int, default=3, help="Maze rooms a side (default 3)")
     p.add_argument("--max-steps", type=int, default=60, help="real episode length (default 60)")
@@ -117,6 +146,7 @@ def main() -> None:
     p.add_argument("--generations", type=int, default=20, help="CMA-ES generations of the task (default 20)")
     p.add_argument("--out", default=None, help="where the runs go (default: a temporary folder)")
     args = p.parse_args()
+    chosen = setting(args)
     torch.set_num_threads(1)
     root = Path(args.out or tempfile.mkdtemp(prefix="zeroshot_"))
     rows = []
@@ -125,9 +155,9 @@ def main() -> None:
         rows.append(pipeline(root, "random", seed, args, steps=rows[-1]["steps"]))
         for row in rows[-2:]:
             print(json.dumps(row), flush=True)
-    print(f"\nMaze {args.cells}x{args.cells} rooms, episodes of {args.max_steps} steps, task {TASK}; explore: "
+    print(f"\n{chosen['label']}, episodes of {args.max_steps} steps, task {chosen['task']}; explore: "
           f"{args.base_episodes} random + {args.rounds} x {args.episodes} {args.intrinsic} episodes ({args.explorer})\n")
-    print("| seed | data | real steps | squares seen | corner steps in data | head loss before -> after | "
+    print(f"| seed | data | real steps | {chosen['states']} | {chosen['goal']} | head loss before -> after | "
           "dream fitness | real success | real task return | seconds |")
     print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
@@ -139,9 +169,8 @@ def main() -> None:
         ours = [r for r in rows if r["data"] == data]
         print(f"{data}: success {np.mean([r['success_rate'] for r in ours]):.2f} mean over {len(ours)} seeds")
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "zeroshot.json").write_text(json.dumps({"args": vars(args), "rows": rows,
-                                                   "machine": machine()}, indent=1))
-    print(f"\nsaved {OUT / 'zeroshot.json'}; runs in {root}")
+    (OUT / chosen["out"]).write_text(json.dumps({"args": vars(args), "rows": rows, "machine": machine()}, indent=1))
+    print(f"\nsaved {OUT / chosen['out']}; runs in {root}")
 
 
 if __name__ == "__main__":
