@@ -31,7 +31,7 @@ def parse_kwargs(text: str | None) -> dict:
     return value
 
 
-ID_MODULES: dict[str, tuple[str, str]] = {"Vizdoom": ("vizdoom.gymnasium_wrapper", "doom")}
+ID_MODULES: dict[str, tuple[str, str]] = {"Vizdoom": ("vizdoom.gymnasium_wrapper", "doom"), "MiniGrid": ("minigrid", "minigrid")}
 """Gymnasium id prefix -> (the module whose import registers those ids, the extra that installs it)."""
 
 TRUST_RUN = "WM_TRUST_RUN"

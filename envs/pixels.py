@@ -116,9 +116,14 @@ class PixelObservation(gym.Wrapper):
         return self._frame(obs), total, terminated, truncated, info
 
 
+MIN_FRAME_SIDE = 16
+"""Smaller uint8 [H, W, 3] observations are symbolic grids (MiniGrid's 7x7x3 view), not frames: render instead."""
+
+
 def is_image_space(space: gym.Space) -> bool:
+    """True for a Box of RGB frames: uint8 ``[H, W, 3]`` with both sides at least ``MIN_FRAME_SIDE`` pixels."""
     return (isinstance(space, gym.spaces.Box) and len(space.shape) == 3 and space.shape[-1] == 3
-            and space.dtype == np.uint8)
+            and space.dtype == np.uint8 and min(space.shape[:2]) >= MIN_FRAME_SIDE)
 
 
 def image_key(space: gym.Space) -> str | None:

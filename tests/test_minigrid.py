@@ -65,6 +65,15 @@ def test_frames_are_the_full_grid_in_64x64_pixels_with_three_actions(env_id):
     env.close()
 
 
+def test_a_raw_minigrid_id_learns_from_its_rendered_grid_not_its_symbolic_view():
+    env = make_env(SMALL)  # the id alone: importing minigrid registers it; frames come from env.render()
+    obs, info = env.reset(seed=0)
+    assert info["state"]["image"].shape == (7, 7, 3)  # MiniGrid's symbolic view, too small to be a frame
+    assert obs.shape == (64, 64, 3) and obs.std() > 10  # the rendered grid: walls, floor, agent, goal
+    assert env.action_space == gym.spaces.Discrete(7)
+    env.close()
+
+
 def test_reaching_the_goal_pays_minigrids_reward_and_terminates():
     env = make_env(SPEC, env_id=SMALL)
     env.reset(seed=0)
