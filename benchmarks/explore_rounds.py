@@ -1,7 +1,8 @@
 """``wm explore``'s explorer against random at equal real steps on a fresh sparse Maze (issue 19).
 
 Per seed: ``--base-episodes`` random episodes, then ``wm explore`` (``--rounds`` x ``--episodes`` episodes of the
-curious explorer, no extrinsic reward), small models (z 16, MDN-RNN h 64) for a 2-core CPU; everything else
+curious explorer, no extrinsic reward), small models (z 16, MDN-RNN h 64; ``--models defaults``: ``wm explore``'s
+own sizes) for a 2-core CPU; everything else
 (the explorer, its settings, the VAE's and MDN-RNN's epochs) is ``ExploreConfig``'s defaults unless ``--set
 key=value`` overrides it (``--set explorer=cma`` for the CMA-ES explorer).
 A random walk then takes the same real steps in the same env, episode by episode. Distinct grid squares
@@ -92,10 +93,10 @@ def explorer_run(root: Path, seed: int, args, overrides: list[str]) -> dict:
     run = RunDir(root / f"explore_{seed}")
     env = {"env": "worldmodels.envs.maze:Maze", "max_steps": args.max_steps, "workers": 1, "seed": seed,
            "env_kwargs": {"cells": args.cells}}
-    config = ExploreConfig(**{
-        "rounds": args.rounds, "episodes": args.episodes, "z_dim": 16, "hidden_size": 64, "seq_len": 16,
-        "batch_size": 16, "curiosity_steps": 200, "generations": 12,
-        "dream": DreamConfig(max_steps=args.max_steps), "seed": seed, "device": "cpu"})
+    small = {"z_dim": 16, "hidden_size": 64, "seq_len": 16, "batch_size": 16, "curiosity_steps": 200, "generations": 12,
+             "dream": DreamConfig(max_steps=args.max_steps)}
+    config = ExploreConfig(rounds=args.rounds, episodes=args.episodes, seed=seed, device="cpu",
+                           **(small if args.models == "small" else {}))
     for pair in overrides:  # FIELD=VALUE, parsed by the field's type as `wm run --set` does
         key, _, value = pair.partition("=")
         config = set_path(config, key, value)
@@ -120,6 +121,9 @@ def main() -> None:
     p.add_argument("--base-episodes", type=int, default=8, help="random episodes before exploring (default 8)")
     p.add_argument("--rounds", type=int, default=4, help="wm explore rounds (default 4)")
     p.add_argument("--episodes", type=int, default=16, help="explorer episodes per round (default 16)")
+    p.add_argument("--models", default="small", choices=["small", "defaults"],
+                   help="small: z 16, MDN-RNN h 64 and a lighter curiosity/CMA-ES budget (default); defaults: "
+                        "wm explore's own (ExploreConfig's defaults but rounds and episodes)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="ExploreConfig overrides")
     p.add_argument("--root", default="/tmp/explore2_bench", help="where the runs go (default /tmp/explore2_bench)")
     p.add_argument("--out", default="explore_rounds.json", help="results file under benchmarks/out/")
