@@ -70,12 +70,14 @@ def test_doom_presets_dream_at_the_papers_temperature(capsys):
         skip = p.collect.frame_skip or 1  # caps are in agent steps of `skip` tics; DOOM_STEPS is in tics
         assert p.collect.max_steps * skip == p.eval_max_steps * skip == DOOM_STEPS and p.eval_episodes == 100
         assert p.cma.dream.max_steps * skip <= DOOM_STEPS and p.baselines == ["random"]
-    assert table["doom-gpu"].memory.hidden_size == 512 and table["doom-gpu"].rounds == 1
-    doom = table["doom"]
-    assert doom.collect.frame_skip == DOOM_SKIP == 4 and doom.memory.seq_len * DOOM_SKIP == 1000
-    # Ha & Schmidhuber's iterative procedure: the controller's own episodes (10% random actions) retrain
-    # the memory model between rounds; the controller itself is still trained only in the dream
-    assert doom.rounds == 5 and doom.round_episodes == 100 and doom.scout is None
+    for name in ("doom", "doom-gpu"):
+        p = table[name]
+        assert p.collect.frame_skip == DOOM_SKIP == 4 and p.memory.seq_len * DOOM_SKIP == 1000
+        # Ha & Schmidhuber's iterative procedure: the controller's own episodes (10% random actions) retrain
+        # the memory model between rounds; the controller itself is still trained only in the dream
+        assert p.rounds >= 8 and p.round_episodes >= 100 and p.scout is None
+    gpu, doom = table["doom-gpu"], table["doom"]
+    assert gpu.memory.hidden_size == 512 > doom.memory.hidden_size and gpu.collect.episodes == 4 * doom.collect.episodes
     assert main(["run", TAKE_COVER, "--run", "unused", "--preset", "doom", "--set", "cma.dream.temperature=1.3",
                  "--set", "cma.dream.done_threshold=0.4", "--show"]) == 0
     shown = dict(line.split(" = ", 1) for line in capsys.readouterr().out.strip().splitlines())
