@@ -45,7 +45,7 @@ from worldmodels.dream.imagine import BatchedDream, dream_starts, rollout_popula
 from worldmodels.evaluation.evaluate import evaluate
 from worldmodels.pipeline import presets, run_pipeline
 from worldmodels.runs.artifacts import load_controller, load_world_model
-from worldmodels.runs.episodes import list_episodes
+from worldmodels.runs.episodes import list_episodes, load_episode
 from worldmodels.runs.rundir import RunDir, atomic_write_json
 from worldmodels.training.fit import split_episodes
 from worldmodels.training.latents import load_latents
@@ -79,7 +79,16 @@ def seed_result(env: str, preset: str, root: Path, seed: int, workers: int | Non
             "frame_skip": run.env_spec()[2].frame_skip,  # the cap is in agent steps of this many tics
             "real_env_steps": summary["real_env_steps"], "seconds": summary["seconds"],
             "minutes": sum(summary["seconds"].values()) / 60,
-            "checks": world_model_checks(run, p, seed, dreams)}
+            "checks": world_model_checks(run, p, seed, dreams), "round_returns": round_returns(run, p)}
+
+
+def round_returns(run: RunDir, preset) -> list[float]:
+    """Mean return (tics survived) of the episodes each round collected, in order: the random collection's, then
+    each later round's, gathered by the previous round's controller with its random actions."""
+    returns = [float(load_episode(path)["reward"].sum()) for _, path in sorted(list_episodes(run.episodes).items())]
+    first, size = preset.collect.episodes, preset.round_episodes or 1
+    blocks = [returns[:first]] + [returns[i:i + size] for i in range(first, len(returns), size)]
+    return [float(np.mean(b)) for b in blocks if b]
 
 
 @torch.no_grad()
@@ -212,6 +221,12 @@ def main() -> None:
         print(f"| {r['seed']} | {d['at_death']:.2f} ({d['five_before']:.2f}; {d['elsewhere']:.3f}) | "
               f"{d['called']}/{d['episodes']} | {g['mean']:.0f} +- {g['std']:.0f} (tau {g['temperature']:g}, "
               f"<= {g['max_steps']} tics) |")
+    if any(len(r["round_returns"]) > 1 for r in rows):
+        print("\n| seed | mean tics of the episodes each round collected (random, then each controller's, with its "
+              "random actions) |")
+        print("|---:|---|")
+        for r in rows:
+            print(f"| {r['seed']} | {', '.join(f'{x:.0f}' for x in r['round_returns'])} |")
     means = np.array([r["controller"]["mean"] for r in rows])
     randoms = np.array([r["random"]["mean"] for r in rows])
     print(f"\ncontroller over {len(rows)} seeds ({rows[0]['controller']['episodes']} episodes of at most "
