@@ -10,13 +10,16 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from worldmodels.agents.curious import explorer_act
+from worldmodels.agents.random import RandomAgent
 from worldmodels.cli import main
 from worldmodels.collect.collector import CollectConfig, collect
-from worldmodels.curiosity.explore import EpisodicNovelty, ExploreConfig, planning_explorer
+from worldmodels.collect.driver import EpisodeRecorder, drive
+from worldmodels.curiosity.explore import EpisodicNovelty, ExploreConfig, Refit, planning_explorer
 from worldmodels.curiosity.normalize import RewardMixer, RunningNorm
 from worldmodels.curiosity.online import CuriosityWrapper, curiosity_vec_env
 from worldmodels.curiosity.rewards import ICM, Disagreement, InfoGain, make_intrinsic
 from worldmodels.curiosity.transitions import run_transitions
+from worldmodels.envs.make import make_env
 from worldmodels.envs.maze import Maze
 from worldmodels.envs.spaces import ActionSpec
 from worldmodels.models import MDNRNN, VRNN, MDNRNNConfig, VRNNConfig
@@ -297,3 +300,18 @@ def test_wm_explore_plans_for_curiosity_and_refits_after_each_episode(tmp_path, 
     assert len(data["z"]) == before + steps  # the episode's transitions joined the data
     after_episode(episode)  # seen again: refitted, it pays less
     assert reward() < 0.5 * first
+
+    size = len(data["z"])
+    after_episode(episode, start=steps - 4)  # the part of an episode not absorbed yet: its last 4 transitions
+    assert len(data["z"]) == size + 4 and torch.equal(data["next_z"][-4:], data["next_z"][size - 4:size])
+
+
+def test_refit_hands_each_step_to_the_model_once_every_n_steps_and_the_rest_at_the_end():
+    env = make_env("worldmodels.envs.maze:Maze", max_steps=10, cells=2)
+    calls = []
+    recorder = EpisodeRecorder()
+    refit = Refit(recorder, lambda episode, start: calls.append((start, len(episode["action"]))), every=4)
+    drive(env, RandomAgent(ActionSpec.from_space(env.action_space)), 0, [recorder, refit])
+    refit.flush(recorder.episode())
+    refit.flush(recorder.episode())  # nothing new: no call
+    assert calls == [(0, 4), (4, 8), (8, 10)]  # (first step not yet absorbed, steps recorded so far)

@@ -93,6 +93,9 @@ class ExploreConfig:
     online_steps: int = 50
     """mpc: updates of the intrinsic-reward model on all transitions so far after each collected episode, so
     what the explorer has just seen stops paying (infogain absorbs the episode once; surprise is not refitted)"""
+    refit_every: int = 0
+    """mpc: also refit (``online_steps`` updates) every this many real steps within an episode, so what it has
+    just seen stops paying before the episode ends (0: after each episode only)"""
     vision_epochs: int = 60
     """VAE epochs in round 1 (plus round_vision_epochs per later round): a few base episodes need many (on a
     3x3 Maze's 8 episodes, 6 epochs left every square's latent within 0.02 of the others, 60 put them 3-4
@@ -149,7 +152,7 @@ class ExploreConfig:
                          "seq_len", "batch_size", "curiosity_steps", "generations", "rollouts", "plan_horizon",
                          "plan_candidates", "plan_iterations")
         require_at_least(self, 0, "round_vision_epochs", "round_memory_epochs", "extrinsic", "noise", "salient_weight",
-                         "action_temperature", "novelty", "online_steps")
+                         "action_temperature", "novelty", "online_steps", "refit_every")
         if self.explorer not in EXPLORERS:
             raise UserError(f"unknown explorer {self.explorer!r}; choose one of {', '.join(EXPLORERS)}")
         require_at_least(self, 2, "population")
@@ -250,24 +253,47 @@ def optimise_explorer(run: RunDir, config: ExploreConfig, vision, memory, model,
     return record
 
 
+class Refit(Callback):
+    """Every ``every`` steps, hands ``absorb(episode so far, start)`` the steps since the last call; ``flush`` the
+    rest at the episode's end. ``recorder`` must see each step first."""
+
+    def __init__(self, recorder: EpisodeRecorder, absorb, every: int = 0):
+        self.recorder, self.absorb, self.every = recorder, absorb, every
+
+    def on_reset(self, obs: np.ndarray, info: dict) -> None:
+        self.steps, self.absorbed = 0, 0
+
+    def on_step(self, step: Step) -> None:
+        self.steps += 1
+        if self.every and self.steps % self.every == 0:
+            self.flush(self.recorder.episode())
+
+    def flush(self, episode: dict[str, np.ndarray]) -> None:
+        if self.steps > self.absorbed:
+            self.absorb(episode, self.absorbed)
+            self.absorbed = self.steps
+
+
 def collect_round(run: RunDir, indices: list[int], seed: int, directory, agent, progress: bool = True,
-                  after_episode=None) -> None:
+                  after_episode=None, refit_every: int = 0) -> None:
     """Collect episodes ``indices`` with ``agent``; ground-truth states to ``positions/``; each new episode's
-    arrays go to ``after_episode`` (if given) before the next one starts."""
+    arrays go to ``after_episode(episode, start)`` (if given) before the next one starts, and with ``refit_every``
+    also every that many steps within it (the steps ``start:`` not yet given)."""
     existing = list_episodes(run.episodes)
     todo = [i for i in indices if i not in existing]
     if not todo:
         return
     env = run.make_env()
     recorder, truth = EpisodeRecorder(), GroundTruth(env)
+    refit = Refit(recorder, after_episode, refit_every) if after_episode is not None else None
     for i in tqdm(todo, desc="explore: collect", unit="ep", disable=not progress, leave=False):
-        drive(env, agent, episode_seed(seed, i), [recorder, truth])
+        drive(env, agent, episode_seed(seed, i), [recorder, truth] + ([refit] if refit else []))
         if truth.positions[0] is not None:
             atomic_save_npz(directory / "positions" / f"episode_{i:06d}.npz", position=np.asarray(truth.positions))
         episode = recorder.episode()
         save_episode(episode_path(run.episodes, i), **episode)
-        if after_episode is not None:
-            after_episode(episode)
+        if refit is not None:
+            refit.flush(episode)
     env.close()
     meta = run.read_meta()
     meta["collections"].append({"agent": "curious", "seed": seed, "episodes": todo,
@@ -297,11 +323,12 @@ def planning_explorer(run: RunDir, config: ExploreConfig, vision, memory, model:
     agent = CEMAgent(vision, memory, action, plan, device, objective=objective)
 
     @torch.no_grad()
-    def after_episode(episode: dict[str, np.ndarray]) -> None:
+    def after_episode(episode: dict[str, np.ndarray], start: int = 0) -> None:
+        """Absorb the transitions ``start:`` of ``episode`` (the whole episode, or the part recorded so far)."""
         z = vision.encode(torch.as_tensor(episode["obs"], device=device))[0]
         actions = action.to_model(torch.as_tensor(episode["action"], device=device))
-        states = tuple(s[0, :-1] for s in filter_states(memory, z[None, :-1], actions[None]))
-        new = {"state": states, "z": z[:-1], "action": actions, "next_z": z[1:]}
+        states = tuple(s[0, :-1][start:] for s in filter_states(memory, z[None, :-1], actions[None]))
+        new = {"state": states, "z": z[:-1][start:], "action": actions[start:], "next_z": z[1:][start:]}
         for key in ("z", "action", "next_z"):
             data[key] = torch.cat([data[key], new[key]])
         data["state"] = tuple(torch.cat(pair) for pair in zip(data["state"], states))
@@ -377,7 +404,7 @@ def explore(run: RunDir, config: ExploreConfig, progress: bool = True) -> dict:
         if config.explorer == "mpc":
             dream = {}
             agent, after_episode = planning_explorer(run, config, vision, memory, model, data, device)
-            collect_round(run, indices, config.seed, directory, agent, progress, after_episode)
+            collect_round(run, indices, config.seed, directory, agent, progress, after_episode, config.refit_every)
         else:
             saved = load_explorer(run)[2] if (directory / "config.json").exists() else {}
             if saved.get("round") == r + 1:
