@@ -115,7 +115,8 @@ def explorer_run(root: Path, seed: int, args, overrides: list[str]) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
+    p.add_argument("--seeds", type=int, default=3, help="how many seeds (default 3)")
+    p.add_argument("--first-seed", type=int, default=0, help="the first seed (default 0: seeds 0..N-1)")
     p.add_argument("--cells", type=int, default=3, help="Maze rooms per side (default 3: 17 open squares)")
     p.add_argument("--max-steps", type=int, default=60, help="episode length in real steps (default 60)")
     p.add_argument("--base-episodes", type=int, default=8, help="random episodes before exploring (default 8)")
@@ -130,7 +131,7 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(1)
     rows = []
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         explorer = explorer_run(Path(args.root), seed, args, args.set)
         rows.append({"seed": seed, "explorer": explorer,
                      "random": random_walk(args.cells, args.max_steps, explorer["chunks"], seed)})
