@@ -52,6 +52,16 @@ def pytest_collection_modifyitems(items) -> None:
             item.add_marker(pytest.mark.cuda)
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module of tiny models (extra threads only add overhead on a shared CPU); a module
+    opts in with ``pytestmark = pytest.mark.usefixtures("one_thread")``, set before its module fixtures train."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(params=DEVICES)
 def device(request) -> torch.device:
     """Each available device in turn: cpu, then cuda where present."""

@@ -31,13 +31,7 @@ from worldmodels.runs.rundir import RunDir
 Z, A = 8, 3
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: extra threads only add overhead on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 ACTION = ActionSpec("discrete", A)
 
 

@@ -9,7 +9,6 @@ import sys
 import gymnasium as gym
 import numpy as np
 import pytest
-import torch
 
 pytest.importorskip("minigrid", reason="minigrid not installed: pip install 'worldmodels[minigrid]'")
 
@@ -29,13 +28,7 @@ SMALL = "MiniGrid-Empty-5x5-v0"
 TO_GOAL = [2, 2, 1, 2, 2]  # Empty-5x5: from (1, 1) facing east, forward twice, turn right, forward twice -> (3, 3)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: extra threads only add overhead on a shared CPU (set before the module's run is trained)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

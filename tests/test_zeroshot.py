@@ -30,13 +30,7 @@ TINY = ["--reward-steps", "30", "--seq-len", "8", "--batch-size", "4", "--genera
         "--rollouts", "2", "--dream-steps", "8", "--episodes", "2", "--device", "cpu"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: extra threads only add overhead on a shared CPU (set before the module's run is trained)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
