@@ -162,7 +162,11 @@ def tau_result(env: str, preset: str, root: Path, seed: int, tau: float, workers
     view = run if own else tau_view(run, tau, termination)
     path = view.controller / "temperature.json"
     if path.exists():
-        return json.loads(path.read_text())
+        result = json.loads(path.read_text())
+        if result.get("generations", p.cma.generations) != cma.generations:
+            raise SystemExit(f"{view.controller} holds tau {tau:g}'s controller of {result['generations']} generations, "
+                             f"not {cma.generations}: give that --tau-generations, or another --root/--tag")
+        return result
     train_cma(view, cma)
     spec, params, _ = load_controller(view)
     device = pick_device(cma.device)

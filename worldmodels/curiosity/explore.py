@@ -439,7 +439,8 @@ def explore(run: RunDir, config: ExploreConfig, progress: bool = True) -> dict:
             writer.add_scalar(f"explore/curiosity_{key}", value, r + 1)
         log_episodes(writer, returns, lengths, stored_steps(run.episodes) - sum(lengths))  # the round's are last
         writer.flush()
+        entropy = "" if entry["action_entropy"] is None else f", action entropy {entry['action_entropy']:.2f} nats"
         print(f"explore: round {r + 1}: coverage {entry['coverage_round']} states (total {entry['coverage_total']}), "
-              f"return mean {entry['return_mean']:.2f}, action entropy {entry['action_entropy']}, memory val loss {entry['memory_val_loss']:.3f}")
+              f"return mean {entry['return_mean']:.2f}{entropy}, memory val loss {entry['memory_val_loss']:.3f}")
     writer.close()
     return history
