@@ -7,11 +7,11 @@
 #   benchmarks/gpu_check.sh --cpu    # the CPU fallback: tiny sizes, checks the script end to end
 #
 # A step that fails or runs over its limit shows as such in the table and the script goes on.
-# Logs and JSON: benchmarks/out/gpu_check/. PYTHON overrides the interpreter (default .venv/bin/python).
+# Logs and JSON: benchmarks/out/gpu_check/. PYTHON overrides the interpreter (default .venv/bin/python, else python3).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
-[ -x "$PY" ] || PY=python
+command -v "$PY" >/dev/null || PY=python3
 export SDL_VIDEODRIVER=dummy
 LOG=benchmarks/out/gpu_check
 rm -rf "$LOG" && mkdir -p "$LOG"
@@ -84,7 +84,7 @@ def row(what: str, figure: str, goal: str = "", met: bool | None = None) -> None
 lines = (log / "tests.log").read_text().strip().splitlines()
 row("tests (" + ("-m cuda" if mode == "cuda" else "CPU-side GPU-bug tests") + ")",
     f"{lines[-1].strip('= ') if lines else '-'} ({status('tests')})", "all pass",
-    bool(lines) and "failed" not in lines[-1] and "error" not in lines[-1])
+    (log / "tests.status").read_text().split()[0] == "0")
 for name in ("train", "train_on_device"):
     result = load(name)
     if result is None:
