@@ -22,7 +22,7 @@ if [ "${1:-}" != "--cpu" ] && "$PY" -c 'import sys, torch; sys.exit(not torch.cu
   TRAIN=(--devices cuda --episodes 64 --frames 8192 --batch-size 256 --channels-last --repeats 3)
   DREAM=(--device cuda --population 64 --rollouts 16 --steps 1000 --env-steps 300 --repeats 2)
   PLAN=(--devices cuda --repeats 10)
-  COLLECT=(--episodes 3 --max-steps 300 --workers 1 2 4 8 16)
+  COLLECT=(--episodes 8 --max-steps 300 --workers 1 4 16)
 else
   MODE=cpu
   TESTS=(tests/test_models.py tests/test_scale.py -k "contiguous or on_its_device or gpu_alone")
@@ -46,13 +46,13 @@ step() {
   return "$code"
 }
 
-step tests 140 "$PY" -m pytest -q -p no:cacheprovider "${TESTS[@]}"
+step tests 120 "$PY" -m pytest -q -p no:cacheprovider "${TESTS[@]}"
 step train 75 "$PY" benchmarks/train.py "${TRAIN[@]}" && cp benchmarks/out/train.json "$LOG/train.json"
 step train_on_device 45 "$PY" benchmarks/train.py "${TRAIN[@]}" --frames-on-device --skip-memory \
   && cp benchmarks/out/train.json "$LOG/train_on_device.json"
 step dream 90 "$PY" benchmarks/dream.py "${DREAM[@]}" && cp benchmarks/out/dream.json "$LOG/dream.json"
 step planning 45 "$PY" benchmarks/planning.py "${PLAN[@]}" && cp benchmarks/out/planning.json "$LOG/planning.json"
-step collect 80 "$PY" benchmarks/collect.py "${COLLECT[@]}" && cp benchmarks/out/collect.json "$LOG/collect.json"
+step collect 100 "$PY" benchmarks/collect.py "${COLLECT[@]}" && cp benchmarks/out/collect.json "$LOG/collect.json"
 [ "$MODE" = cuda ] && step projection 100 "$PY" benchmarks/projection.py --preset paper gpu --device cuda --budget 3 \
   && cp benchmarks/out/projection-paper.json benchmarks/out/projection-gpu.json "$LOG/"
 
