@@ -3,7 +3,8 @@
     python benchmarks/zeroshot.py [--env maze] [--seeds 2] [--cells 3] [--max-steps 60] [--intrinsic disagreement]
                                   [--base-episodes 8] [--rounds 3] [--episodes 8] [--vision-epochs 60]
                                   [--round-vision-epochs 5] [--salient-weight 10] [--memory-epochs 30]
-                                  [--explorer mpc] [--noise 0.3] [--generations 20] [--out DIR]
+                                  [--explorer mpc] [--noise 0.3] [--generations 20] [--set KEY=VALUE ...]
+                                  [--first-seed 0] [--result NAME] [--out DIR]
 
 Per seed, two runs of ``worldmodels.envs.maze:Maze`` (``--cells`` rooms a side, episodes of ``--max-steps``), or
 with ``--env minigrid:ID`` (e.g. ``minigrid:MiniGrid-Empty-8x8-v0``) of
@@ -20,7 +21,8 @@ CMA-ES in the dream, no new real steps, then the controller is scored on the tas
 table gives per seed and data: real steps, distinct squares in the data (read off the frames; MiniGrid:
 distinct stored frames, i.e. agent squares x headings), steps in the far corner in the data (MiniGrid: steps
 that reach the goal), the reward head's loss before -> after, the dream fitness, and the real env's success
-rate and task return. Prints Markdown, saves ``benchmarks/out/zeroshot.json`` (MiniGrid: ``zeroshot_minigrid.json``).
+rate and task return. Prints Markdown, saves ``benchmarks/out/zeroshot.json`` (MiniGrid: ``zeroshot_minigrid.json``;
+``--result`` names another).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import torch
 from common import OUT, machine
 
 from worldmodels.collect.collector import CollectConfig, collect
+from worldmodels.core.settings import set_path
 from worldmodels.curiosity.explore import ExploreConfig, explore
 from worldmodels.curiosity.task import TaskConfig, zero_shot
 from worldmodels.dream.imagine import DreamConfig
@@ -94,6 +97,9 @@ def pipeline(root: Path, data: str, seed: int, args, steps: int = 0) -> dict:
         seq_len=16, batch_size=16,
         curiosity_steps=200, generations=12, population=16, rollouts=4, dream=DreamConfig(max_steps=args.max_steps),
         explorer=args.explorer, noise=args.noise, seed=seed, device="cpu")
+    for pair in args.set:  # FIELD=VALUE, parsed by the field's type as `wm run --set` does
+        key, _, value = pair.partition("=")
+        explore_config = set_path(explore_config, key, value)
     if data == "explore":
         collect(run, CollectConfig(episodes=args.base_episodes, **env), progress=False)
         explore(run, explore_config, progress=False)
@@ -144,19 +150,26 @@ def main() -> None:
     p.add_argument("--explorer", default="mpc", choices=["mpc", "cma"], help="wm explore's explorer (default mpc)")
     p.add_argument("--noise", type=float, default=0.3, help="the cma explorer's random-action probability (default 0.3)")
     p.add_argument("--generations", type=int, default=20, help="CMA-ES generations of the task (default 20)")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="ExploreConfig overrides, e.g. refit_every=10")
+    p.add_argument("--first-seed", type=int, default=0, help="the first seed (default 0: seeds 0..N-1)")
+    p.add_argument("--result", default=None,
+                   help="JSON file under benchmarks/out/ (default zeroshot.json, MiniGrid zeroshot_minigrid.json)")
     p.add_argument("--out", default=None, help="where the runs go (default: a temporary folder)")
     args = p.parse_args()
     chosen = setting(args)
+    result = args.result or chosen["out"]
     torch.set_num_threads(1)
     root = Path(args.out or tempfile.mkdtemp(prefix="zeroshot_"))
     rows = []
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         rows.append(pipeline(root, "explore", seed, args))
         rows.append(pipeline(root, "random", seed, args, steps=rows[-1]["steps"]))
         for row in rows[-2:]:
             print(json.dumps(row), flush=True)
     print(f"\n{chosen['label']}, episodes of {args.max_steps} steps, task {chosen['task']}; explore: "
-          f"{args.base_episodes} random + {args.rounds} x {args.episodes} {args.intrinsic} episodes ({args.explorer})\n")
+          f"{args.base_episodes} random + {args.rounds} x {args.episodes} {args.intrinsic} episodes ({args.explorer}"
+          f"{', ' + ' '.join(args.set) if args.set else ''})\n")
     print(f"| seed | data | real steps | {chosen['states']} | {chosen['goal']} | head loss before -> after | "
           "dream fitness | real success | real task return | seconds |")
     print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -169,8 +182,8 @@ def main() -> None:
         ours = [r for r in rows if r["data"] == data]
         print(f"{data}: success {np.mean([r['success_rate'] for r in ours]):.2f} mean over {len(ours)} seeds")
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / chosen["out"]).write_text(json.dumps({"args": vars(args), "rows": rows, "machine": machine()}, indent=1))
-    print(f"\nsaved {OUT / chosen['out']}; runs in {root}")
+    (OUT / result).write_text(json.dumps({"args": vars(args), "rows": rows, "machine": machine()}, indent=1))
+    print(f"\nsaved {OUT / result}; runs in {root}")
 
 
 if __name__ == "__main__":
