@@ -5,6 +5,7 @@
 #
 #   benchmarks/gpu_check.sh          # CUDA when torch sees a GPU, else the CPU fallback
 #   benchmarks/gpu_check.sh --cpu    # the CPU fallback: tiny sizes, checks the script end to end
+#   benchmarks/gpu_machine.sh benchmarks/gpu_check.sh   # on a bare GPU machine without the package (see there)
 #
 # A step that fails or runs over its limit shows as such in the table and the script goes on.
 # Logs and JSON: benchmarks/out/gpu_check/. PYTHON overrides the interpreter (default .venv/bin/python, else python3).
