@@ -331,3 +331,21 @@ def test_reward_smoothing_spreads_spikes_and_keeps_the_return():
     np.testing.assert_allclose(smooth, [0, 1, 1, 1, -1 / 3, -1 / 3, -1 / 3, 0], atol=1e-6)
     assert smooth.sum() == pytest.approx(reward.sum())
     assert smooth_rewards(reward, 1) is reward
+
+
+def test_windows_around_a_step_hold_that_step():
+    """``sample_around`` oversamples chosen steps (a sparse reward): each window holds its step, wherever it lies."""
+    lengths = [3, 20, 40]  # one episode shorter than the window
+    episodes = [{"mu": np.zeros((n + 1, 2), np.float32), "logvar": np.zeros((n + 1, 2), np.float32),
+                 "action": np.zeros((n, 1), np.float32), "reward": 1000.0 * i + np.arange(n, dtype=np.float32),
+                 "done": np.zeros(n, np.float32)} for i, n in enumerate(lengths)]
+    batcher = SequenceBatcher(episodes, seq_len=8, seed=0)
+    for ep, t in [(0, 0), (0, 2), (1, 0), (1, 10), (1, 19), (2, 7), (2, 39)]:
+        batch = batcher.sample_around(64, np.array([ep]), np.array([t]))
+        assert batch["reward"].shape == (64, 8)
+        assert ((batch["reward"] == 1000.0 * ep + t) & (batch["mask"] == 1)).any(axis=1).all()
+        places = set(np.argmax(batch["reward"] == 1000.0 * ep + t, axis=1).tolist())
+        if (ep, t) in [(1, 10), (2, 7)]:  # room on both sides: the step's place in the window varies
+            assert len(places) > 4
+        if (ep, t) in [(1, 0), (2, 39)]:  # the first and last steps of an episode fix the window
+            assert places == ({0} if t == 0 else {7})

@@ -87,6 +87,37 @@ def test_reward_head_retraining_changes_only_the_head_and_lowers_its_loss(maze_r
     assert reward_head(rssm) is rssm.heads.reward  # the heads of RSSM, SRNN and SVG
 
 
+def rewarded_predictions(memory, episodes) -> tuple[float, float]:
+    """The reward head's mean prediction, teacher-forced on latent means, at rewarded steps and elsewhere."""
+    at, rest = [], []
+    with torch.no_grad():
+        for e in episodes:
+            state, z, action = memory.initial_state(1), torch.from_numpy(e["mu"]), torch.from_numpy(e["action"])
+            for t in range(len(action)):
+                state = memory.step(state, z[t:t + 1], action[t:t + 1])
+                (at if e["reward"][t] else rest).append(float(memory.predict(state).reward))
+    return float(np.mean(at)), float(np.mean(rest))
+
+
+def test_a_rare_task_reward_is_learnt_from_windows_that_hold_it(maze_run):
+    """A goal on 1% of the stored steps: uniform windows teach the head to predict ~0 everywhere; drawing half of
+    each batch around rewarded steps (``wm task``'s default) makes it predict the reward where it is given."""
+    rewards = relabel(maze_run, reach_far_corner, TASK)
+    episodes = load_latents(maze_run, list(rewards))
+    for i, episode in zip(rewards, episodes):
+        episode["reward"] = rewards[i]
+    assert 0 < sum(int(r.sum()) for r in rewards.values()) <= 0.05 * sum(len(r) for r in rewards.values())
+    predictions = {}
+    for fraction in (0.0, 0.5):
+        memory = load_memory(maze_run)
+        fit_reward_head(memory, episodes, steps=300, lr=1e-2, batch_size=8, seq_len=8, seed=0, device="cpu",
+                        rewarded_fraction=fraction)
+        predictions[fraction] = rewarded_predictions(memory, episodes)
+    (uniform_at, _), (focused_at, focused_rest) = predictions[0.0], predictions[0.5]
+    assert focused_at > uniform_at + 0.15, predictions  # about 0.31 against 0.03
+    assert focused_at > focused_rest + 0.15, predictions  # the head tells the goal from the rest (0.04)
+
+
 def test_wm_task_solves_from_stored_data_only_and_resumes(maze_run, capsys):
     episodes_before = list_episodes(maze_run.episodes)
     memory_before = weights_id(maze_run.memory)

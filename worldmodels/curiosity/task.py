@@ -70,6 +70,10 @@ class TaskConfig:
     """reward-head batch, in sequences"""
     seq_len: int = 32
     """reward-head training window, in steps"""
+    rewarded_fraction: float = 0.5
+    """share of each reward-head batch drawn from windows that hold a rewarded step (task reward != 0), the rest
+    uniform; a sparse task (a goal reached on a few of thousands of stored steps) otherwise trains the head to
+    predict 0 everywhere (0: uniform windows only)"""
     generations: int = 30
     """CMA-ES generations in the dream"""
     population: int = 16
@@ -97,6 +101,8 @@ class TaskConfig:
         require_at_least(self, 2, "population")
         require_at_least(self, 0, "hidden")
         require_positive(self, "reward_lr", "sigma0")
+        if not 0 <= self.rewarded_fraction <= 1:
+            raise UserError(f"rewarded_fraction must lie in [0, 1], got {self.rewarded_fraction}")
 
 
 def load_task(spec: str):
@@ -174,10 +180,11 @@ def reward_loss(memory: Memory, data: SequenceBatcher, batch_size: int, device) 
 
 
 def fit_reward_head(memory: Memory, episodes: list[dict[str, np.ndarray]], steps: int, lr: float, batch_size: int,
-                    seq_len: int, seed: int, device, writer=None) -> dict:
+                    seq_len: int, seed: int, device, writer=None, rewarded_fraction: float = 0.0) -> dict:
     """Train only ``reward_head(memory)`` on latent ``episodes`` (``load_latents``' dicts: ``reward`` [T] is the
     target) for ``steps`` Adam updates of the memory's reward loss; every other weight is left as it was.
-    Returns the reward loss (MSE per step, over all windows) before and after."""
+    ``rewarded_fraction`` of each batch (rounded) are windows around steps with reward != 0, when there are any.
+    Returns the reward loss (MSE per step, over all windows, uniformly weighted) before and after."""
     head = reward_head(memory)
     for p in memory.parameters():
         p.requires_grad_(False)
@@ -185,10 +192,14 @@ def fit_reward_head(memory: Memory, episodes: list[dict[str, np.ndarray]], steps
         p.requires_grad_(True)
     torch.manual_seed(seed)
     data = SequenceBatcher(episodes, seq_len, seed=seed)
+    rewarded = [(i, t) for i, e in enumerate(episodes) for t in np.flatnonzero(e["reward"])]
+    focused = round(batch_size * rewarded_fraction) if rewarded else 0
+    ep, t = np.array(rewarded, dtype=np.int64).reshape(-1, 2).T
     before = reward_loss(memory, SequenceBatcher(episodes, seq_len, seed=seed + 1), batch_size, device)
     optimizer = torch.optim.Adam(head.parameters(), lr=lr)
     for step in range(steps):
-        batch = {k: torch.from_numpy(v).to(device) for k, v in data.sample(batch_size).items()}
+        parts = [data.sample(batch_size - focused)] + ([data.sample_around(focused, ep, t)] if focused else [])
+        batch = {k: torch.from_numpy(np.concatenate([p[k] for p in parts])).to(device) for k in parts[0]}
         loss = memory.loss(**batch)["reward"]
         optimizer.zero_grad()
         loss.backward()
@@ -232,7 +243,7 @@ def retrain_reward_head(run: RunDir, view: RunDir, config: TaskConfig, rewards: 
     encode_latents(run, device, progress=False)  # the last explore round's episodes have none yet
     key = {"vision": weights_id(run.vision), "base_memory": weights_id(run.memory), "labels": labels,
            "reward_steps": config.reward_steps, "reward_lr": config.reward_lr, "batch_size": config.batch_size,
-           "seq_len": config.seq_len, "seed": config.seed}
+           "seq_len": config.seq_len, "rewarded_fraction": config.rewarded_fraction, "seed": config.seed}
     summary_path = view.memory / "summary.json"
     if summary_path.exists():
         summary = json.loads(summary_path.read_text())
@@ -246,7 +257,7 @@ def retrain_reward_head(run: RunDir, view: RunDir, config: TaskConfig, rewards: 
         episode["reward"] = rewards[i]
     writer = stage_writer(view, "reward_head", config)
     losses = fit_reward_head(memory, episodes, config.reward_steps, config.reward_lr, config.batch_size,
-                             config.seq_len, config.seed, device, writer)
+                             config.seq_len, config.seed, device, writer, config.rewarded_fraction)
     writer.close()
     shutil.rmtree(view.memory, ignore_errors=True)
     write_config(view.memory, *read_config(run.memory))

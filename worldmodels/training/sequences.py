@@ -52,6 +52,16 @@ class SequenceBatcher:
         start = (self.rng.random(batch_size) * self.starts_per_episode[ep]).astype(np.int64)
         return self.window(ep, start)
 
+    def sample_around(self, batch_size: int, ep: np.ndarray, t: np.ndarray) -> dict[str, np.ndarray]:
+        """Windows that each hold one of the steps ``(ep[i], t[i])`` (indices [K]; picked uniformly with
+        replacement) at a uniformly drawn place in the window: oversampling rare steps, e.g. a sparse reward."""
+        pick = self.rng.integers(len(ep), size=batch_size)
+        ep, t = ep[pick], t[pick]
+        low = np.maximum(t - self.seq_len + 1, 0)
+        high = np.minimum(t, self.starts_per_episode[ep] - 1)
+        start = low + (self.rng.random(batch_size) * (high - low + 1)).astype(np.int64)
+        return self.window(ep, start)
+
     def window(self, ep: np.ndarray, start: np.ndarray) -> dict[str, np.ndarray]:
         L = self.seq_len
         t = start[:, None] + np.arange(L + 1)[None, :]
