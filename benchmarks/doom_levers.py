@@ -2,6 +2,7 @@
 
     python benchmarks/doom_levers.py [--root runs] [--preset doom] [--tag r8] [--set rounds=8 ...] [--seeds 0]
                                      [--cma POPULATION ROLLOUTS GENERATIONS] [--memory HIDDEN EPOCHS]
+                                     [--pool SEED ... --pool-epochs EPOCHS]
 
 On the final data, latents and vision model of each finished run ``ROOT/PRESETTAG_sS`` (``benchmarks/doom.py``
 makes them; ``--set`` must repeat the overrides it was run with), a fresh controller is trained by CMA-ES only
@@ -13,6 +14,10 @@ controller on the same episodes:
 - ``--memory H E``: a fresh memory model of hidden size H trained E epochs (the preset's batches per epoch,
   windows and done weight; no early stopping) on all the run's episodes, then the preset's first-round CMA-ES,
   in ``ROOT/PRESETTAG_sS_memoryHeE`` (which links the run's episodes, latents and vision).
+- ``--pool S2 S3 ...`` (with ``--pool-epochs E``): more data of the same kind: the episodes of runs S, S2, ... (each
+  seed's random and controller episodes) in one run ``ROOT/PRESETTAG_sS_poolS2S3``, encoded by run S's VAE, a fresh
+  memory model of the preset's size trained E epochs on all of them, then the preset's first-round CMA-ES; beside
+  it, ``--memory`` at the preset's hidden size and E epochs on run S's episodes alone is the control.
 
 Finished probes are read back from their ``probe.json``. Prints one Markdown row per probe and seed; one torch
 thread and one env worker, so two probes can share a 2-core machine.
@@ -34,7 +39,9 @@ from doom import variant
 from worldmodels.dream.cma import train_cma
 from worldmodels.evaluation.evaluate import evaluate
 from worldmodels.runs.artifacts import load_controller
+from worldmodels.runs.episodes import episode_path, list_episodes
 from worldmodels.runs.rundir import RunDir, atomic_write_json
+from worldmodels.training.latents import encode_latents
 from worldmodels.training.memory import train_memory
 
 ENV = "VizdoomTakeCover-v1"
@@ -88,6 +95,42 @@ def memory_probe(run: RunDir, preset, seed: int, hidden: int, epochs: int) -> di
     return result
 
 
+def pool_probe(run: RunDir, pool: list[int], preset, seed: int, epochs: int) -> dict:
+    others = [RunDir(str(run.root).removesuffix(f"_s{seed}") + f"_s{other}") for other in pool]
+    view = RunDir(run.root.parent / f"{run.root.name}_pool{''.join(map(str, pool))}")
+    path = view.controller / "probe.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    for part in ("episodes", "latents"):
+        getattr(view, part).mkdir(parents=True, exist_ok=True)
+    if not view.vision.exists():
+        view.vision.symlink_to(run.vision.resolve())
+    shutil.copy(run.meta_path, view.meta_path)
+    shutil.copy(run.latents / "meta.json", view.latents / "meta.json")  # run S's latents are up to date: linked
+    index = 0
+    for source in [run] + others:
+        for _, episode in sorted(list_episodes(source.episodes).items()):
+            target = episode_path(view.episodes, index)
+            if not target.exists():
+                target.symlink_to(episode.resolve())
+            latent = episode_path(source.latents, int(episode.stem.split("_")[1]))
+            if source is run and latent.exists() and not episode_path(view.latents, index).exists():
+                episode_path(view.latents, index).symlink_to(latent.resolve())
+            index += 1
+    t0 = time.perf_counter()
+    encode_latents(view, torch.device("cpu"), progress=False)
+    train_memory(view, replace(preset.memory, epochs=epochs, patience=epochs, seed=seed), progress=False)
+    t1 = time.perf_counter()
+    train_cma(view, replace(preset.cma, seed=seed, workers=1), progress=False)
+    seeds, c = ", ".join(map(str, [seed, *pool])), preset.cma
+    result = {"probe": f"{index} episodes (seeds {seeds}); memory h {preset.memory.hidden_size}, {epochs} epochs; "
+                       f"CMA-ES {c.population} x {c.rollouts} dreams, {c.generations} generations", "seed": seed,
+              "episodes": index, "memory_seconds": t1 - t0, "cma_seconds": time.perf_counter() - t1,
+              "real": score(run, view, preset, seed)}
+    atomic_write_json(path, result)
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--root", type=Path, default=Path("runs"))
@@ -98,9 +141,11 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--cma", type=int, nargs=3, metavar=("POPULATION", "ROLLOUTS", "GENERATIONS"))
     parser.add_argument("--memory", type=int, nargs=2, metavar=("HIDDEN", "EPOCHS"))
+    parser.add_argument("--pool", type=int, nargs="+", metavar="SEED", help="other seeds whose episodes join")
+    parser.add_argument("--pool-epochs", type=int, default=60, help="the pooled memory model's epochs (default 60)")
     args = parser.parse_args()
-    if not args.cma and not args.memory:
-        parser.error("give --cma P R G and/or --memory H E")
+    if not args.cma and not args.memory and not args.pool:
+        parser.error("give --cma P R G, --memory H E and/or --pool SEED ...")
     torch.set_num_threads(1)
     preset = variant(ENV, args.preset, args.sets)
     print("| seed | probe | probe's controller (tics) | pipeline's controller | minutes |\n|---:|---|---:|---:|---:|")
@@ -110,7 +155,8 @@ def main() -> None:
             raise SystemExit(f"{run.root} is not a finished run of benchmarks/doom.py (no eval/controller.json)")
         own = json.loads((run.eval / "controller.json").read_text())
         results = ([cma_probe(run, preset, seed, *args.cma)] if args.cma else []) + \
-                  ([memory_probe(run, preset, seed, *args.memory)] if args.memory else [])
+                  ([memory_probe(run, preset, seed, *args.memory)] if args.memory else []) + \
+                  ([pool_probe(run, args.pool, preset, seed, args.pool_epochs)] if args.pool else [])
         for r in results:
             minutes = (r.get("memory_seconds", 0) + r["cma_seconds"]) / 60
             print(f"| {seed} | {r['probe']} | {r['real']['mean']:.1f} +- {r['real']['std']:.1f} | "
