@@ -21,7 +21,8 @@ CMA-ES in the dream, no new real steps, then the controller is scored on the tas
 table gives per seed and data: real steps, distinct squares in the data (read off the frames; MiniGrid:
 distinct stored frames, i.e. agent squares x headings), steps in the far corner in the data (MiniGrid: steps
 that reach the goal), the reward head's loss before -> after, the dream fitness, and the real env's success
-rate and task return. Prints Markdown, saves ``benchmarks/out/zeroshot.json`` (MiniGrid: ``zeroshot_minigrid.json``;
+rate and task return, and (Maze) the distinct squares the task's controller visits in those real episodes
+(mean over them: 1 is standing still). Prints Markdown, saves ``benchmarks/out/zeroshot.json`` (MiniGrid: ``zeroshot_minigrid.json``;
 ``--result`` names another).
 """
 
@@ -38,10 +39,12 @@ import numpy as np
 import torch
 from common import OUT, machine
 
+from worldmodels.agents import load_agent
 from worldmodels.collect.collector import CollectConfig, collect
+from worldmodels.collect.driver import EpisodeRecorder, drive, episode_seed
 from worldmodels.core.settings import set_path
 from worldmodels.curiosity.explore import ExploreConfig, explore
-from worldmodels.curiosity.task import TaskConfig, zero_shot
+from worldmodels.curiosity.task import TaskConfig, task_run, zero_shot
 from worldmodels.dream.imagine import DreamConfig
 from worldmodels.envs.maze import agent_cells
 from worldmodels.runs.episodes import list_episodes, load_episode, stored_steps
@@ -80,6 +83,18 @@ def data_stats(run: RunDir, maze: bool) -> dict:
             seen.update(hashlib.sha1(frame.tobytes()).hexdigest() for frame in episode["obs"])
         corner += int((episode["reward"] > 0).sum())  # the Maze's reward: 1 on reaching the far corner
     return {"steps": stored_steps(run.episodes), "squares": len(seen), "corner_steps": corner}
+
+
+def controller_squares(run: RunDir, name: str, episodes: int, seed: int) -> float:
+    """Distinct Maze squares the task's controller visits, mean over the task's scoring episodes (same seeds)."""
+    view = task_run(run, name)
+    env, agent, visited = view.make_env(), load_agent("controller", view, "cpu"), []
+    for i in range(episodes):
+        recorder = EpisodeRecorder()
+        drive(env, agent, episode_seed(10_000 + seed, i), [recorder])
+        visited.append(len(set(map(tuple, agent_cells(recorder.episode()["obs"]).tolist()))))
+    env.close()
+    return float(np.mean(visited))
 
 
 def pipeline(root: Path, data: str, seed: int, args, steps: int = 0) -> dict:
@@ -121,9 +136,11 @@ def pipeline(root: Path, data: str, seed: int, args, steps: int = 0) -> dict:
                       rollouts=8, dream=DreamConfig(max_steps=args.max_steps), episodes=4, seed=seed, device="cpu")
     result = zero_shot(run, chosen["task"], task, progress=False)
     head = json.loads((run.root / "tasks" / result["name"] / "memory" / "summary.json").read_text())
+    moves = controller_squares(run, result["name"], task.episodes, seed) if args.env == "maze" else None
     return {"data": data, "seed": seed, **data_stats(run, args.env == "maze"), "head_loss_before": head["loss_before"],
             "head_loss_after": head["loss_after"], "dream_fitness": result["dream_fitness_mean"],
             "success_rate": result["success_rate"], "task_return": result["mean"], "lengths": result["lengths"],
+            "controller_squares": moves,
             "seconds_data_and_model": collected, "seconds_task": time.perf_counter() - t0 - collected}
 
 
@@ -171,12 +188,13 @@ def main() -> None:
           f"{args.base_episodes} random + {args.rounds} x {args.episodes} {args.intrinsic} episodes ({args.explorer}"
           f"{', ' + ' '.join(args.set) if args.set else ''})\n")
     print(f"| seed | data | real steps | {chosen['states']} | {chosen['goal']} | head loss before -> after | "
-          "dream fitness | real success | real task return | seconds |")
-    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "dream fitness | real success | real task return | controller's squares | seconds |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['seed']} | {r['data']} | {r['steps']} | {r['squares']} | {r['corner_steps']} | "
               f"{r['head_loss_before']:.4f} -> {r['head_loss_after']:.4f} | {r['dream_fitness']:.3f} | "
               f"{r['success_rate']:.2f} | {r['task_return']:.2f} | "
+              f"{'-' if r['controller_squares'] is None else format(r['controller_squares'], '.1f')} | "
               f"{r['seconds_data_and_model'] + r['seconds_task']:.0f} |")
     for data in ("explore", "random"):
         ours = [r for r in rows if r["data"] == data]
