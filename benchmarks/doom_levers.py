@@ -15,7 +15,7 @@ controller on the same episodes:
   windows and done weight; no early stopping) on all the run's episodes, then the preset's first-round CMA-ES,
   in ``ROOT/PRESETTAG_sS_memoryHeE`` (which links the run's episodes, latents and vision).
 - ``--pool S2 S3 ...`` (with ``--pool-epochs E``): more data of the same kind: the episodes of runs S, S2, ... (each
-  seed's random and controller episodes) in one run ``ROOT/PRESETTAG_sS_poolS2S3``, encoded by run S's VAE, a fresh
+  seed's random and controller episodes) in one run ``ROOT/PRESETTAG_sS_poolS2S3eE``, encoded by run S's VAE, a fresh
   memory model of the preset's size trained E epochs on all of them, then the preset's first-round CMA-ES; beside
   it, ``--memory`` at the preset's hidden size and E epochs on run S's episodes alone is the control.
 
@@ -97,7 +97,7 @@ def memory_probe(run: RunDir, preset, seed: int, hidden: int, epochs: int) -> di
 
 def pool_probe(run: RunDir, pool: list[int], preset, seed: int, epochs: int) -> dict:
     others = [RunDir(str(run.root).removesuffix(f"_s{seed}") + f"_s{other}") for other in pool]
-    view = RunDir(run.root.parent / f"{run.root.name}_pool{''.join(map(str, pool))}")
+    view = RunDir(run.root.parent / f"{run.root.name}_pool{''.join(map(str, pool))}e{epochs}")
     path = view.controller / "probe.json"
     if path.exists():
         return json.loads(path.read_text())
