@@ -2,7 +2,7 @@
 
     python benchmarks/doom_levers.py [--root runs] [--preset doom] [--tag r8] [--set rounds=8 ...] [--seeds 0]
                                      [--cma POPULATION ROLLOUTS GENERATIONS] [--memory HIDDEN EPOCHS]
-                                     [--pool SEED ... --pool-epochs EPOCHS]
+                                     [--pool SEED ... --pool-epochs EPOCHS] [--vision EPOCHS]
 
 On the final data, latents and vision model of each finished run ``ROOT/PRESETTAG_sS`` (``benchmarks/doom.py``
 makes them; ``--set`` must repeat the overrides it was run with), a fresh controller is trained by CMA-ES only
@@ -18,6 +18,10 @@ controller on the same episodes:
   seed's random and controller episodes) in one run ``ROOT/PRESETTAG_sS_poolS2S3eE``, encoded by run S's VAE, a fresh
   memory model of the preset's size trained E epochs on all of them, then the preset's first-round CMA-ES; beside
   it, ``--memory`` at the preset's hidden size and E epochs on run S's episodes alone is the control.
+- ``--vision E``: a fresh VAE of the preset's size trained E epochs on all the run's episodes (the preset's VAE saw
+  only the first round's random ones), every episode re-encoded, then a fresh memory model of the preset's size for
+  60 epochs and the preset's first-round CMA-ES, in ``ROOT/PRESETTAG_sS_visionE`` (which links the run's episodes);
+  ``--memory`` at the preset's hidden size and 60 epochs is the control.
 
 Finished probes are read back from their ``probe.json``. Prints one Markdown row per probe and seed; one torch
 thread and one env worker, so two probes can share a 2-core machine.
@@ -43,6 +47,7 @@ from worldmodels.runs.episodes import episode_path, list_episodes
 from worldmodels.runs.rundir import RunDir, atomic_write_json
 from worldmodels.training.latents import encode_latents
 from worldmodels.training.memory import train_memory
+from worldmodels.training.vision import train_vision
 
 ENV = "VizdoomTakeCover-v1"
 
@@ -131,6 +136,29 @@ def pool_probe(run: RunDir, pool: list[int], preset, seed: int, epochs: int) -> 
     return result
 
 
+def vision_probe(run: RunDir, preset, seed: int, epochs: int, memory_epochs: int = 60) -> dict:
+    view = RunDir(run.root.parent / f"{run.root.name}_vision{epochs}")
+    path = view.controller / "probe.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    view.root.mkdir(exist_ok=True)
+    if not view.episodes.exists():
+        view.episodes.symlink_to(run.episodes.resolve())
+    shutil.copy(run.meta_path, view.meta_path)
+    t0 = time.perf_counter()
+    train_vision(view, replace(preset.vision, epochs=epochs, patience=epochs, seed=seed), progress=False)
+    train_memory(view, replace(preset.memory, epochs=memory_epochs, patience=memory_epochs, seed=seed), progress=False)
+    t1 = time.perf_counter()
+    train_cma(view, replace(preset.cma, seed=seed, workers=1), progress=False)
+    c = preset.cma
+    result = {"probe": f"VAE {epochs} epochs on all {len(list_episodes(view.episodes))} episodes; memory h "
+                       f"{preset.memory.hidden_size}, {memory_epochs} epochs; CMA-ES {c.population} x {c.rollouts} "
+                       f"dreams, {c.generations} generations", "seed": seed,
+              "models_seconds": t1 - t0, "cma_seconds": time.perf_counter() - t1, "real": score(run, view, preset, seed)}
+    atomic_write_json(path, result)
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--root", type=Path, default=Path("runs"))
@@ -143,9 +171,10 @@ def main() -> None:
     parser.add_argument("--memory", type=int, nargs=2, metavar=("HIDDEN", "EPOCHS"))
     parser.add_argument("--pool", type=int, nargs="+", metavar="SEED", help="other seeds whose episodes join")
     parser.add_argument("--pool-epochs", type=int, default=60, help="the pooled memory model's epochs (default 60)")
+    parser.add_argument("--vision", type=int, metavar="EPOCHS", help="a fresh VAE's epochs on all the run's episodes")
     args = parser.parse_args()
-    if not args.cma and not args.memory and not args.pool:
-        parser.error("give --cma P R G, --memory H E and/or --pool SEED ...")
+    if not (args.cma or args.memory or args.pool or args.vision):
+        parser.error("give --cma P R G, --memory H E, --pool SEED ... and/or --vision E")
     torch.set_num_threads(1)
     preset = variant(ENV, args.preset, args.sets)
     print("| seed | probe | probe's controller (tics) | pipeline's controller | minutes |\n|---:|---|---:|---:|---:|")
@@ -156,9 +185,10 @@ def main() -> None:
         own = json.loads((run.eval / "controller.json").read_text())
         results = ([cma_probe(run, preset, seed, *args.cma)] if args.cma else []) + \
                   ([memory_probe(run, preset, seed, *args.memory)] if args.memory else []) + \
-                  ([pool_probe(run, args.pool, preset, seed, args.pool_epochs)] if args.pool else [])
+                  ([pool_probe(run, args.pool, preset, seed, args.pool_epochs)] if args.pool else []) + \
+                  ([vision_probe(run, preset, seed, args.vision)] if args.vision else [])
         for r in results:
-            minutes = (r.get("memory_seconds", 0) + r["cma_seconds"]) / 60
+            minutes = (r.get("memory_seconds", 0) + r.get("models_seconds", 0) + r["cma_seconds"]) / 60
             print(f"| {seed} | {r['probe']} | {r['real']['mean']:.1f} +- {r['real']['std']:.1f} | "
                   f"{own['mean']:.1f} +- {own['std']:.1f} | {minutes:.0f} |", flush=True)
 
