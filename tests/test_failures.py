@@ -59,6 +59,8 @@ def run(tmp_path_factory, tmp_path) -> Path:
     (["collect", "worldmodels.envs.catch:Catch", "--env-kwargs", '{"balls": "abc"}'], "cannot create"),
     (["train", "--device", "tpu"], "tpu"),
     (["dream", "--population", "1"], "--population must be at least 2, got 1"),
+    (["task", "worldmodels.envs.maze:reach_far_corner", "--rewarded-fraction", "1.5"],
+     "--rewarded-fraction must lie in [0, 1], got 1.5"),
     (["dream", "--generations", "0"], "--generations must be at least 1, got 0"),
     (["dream", "--rollouts", "0"], "--rollouts must be at least 1, got 0"),
     (["foresight", "--goal", "no-such-goal.png"], "goal image no-such-goal.png not found"),

@@ -167,8 +167,8 @@ def doom_presets(env: str) -> dict[str, Preset]:
     controller goes (standing still survived 734 tics in the dream and 142 in the game); the rounds
     correct it (seed 0: 282.6 tics survived after round 1, 382.6 after 3, 762.4 after 5, 796.1 after 8;
     over seeds 0-2 745.3 +- 31.4 after 5 rounds and 811.2 +- 10.7 after 8, against random's 291.7).
-    doom-gpu (never run to the end: projected at 29 minutes on one H200) is the same recipe at 4x the data, a memory model twice as
-    wide and 10 rounds of 200 episodes. Scored on 100 real episodes beside the random policy.
+    doom-gpu (never run to the end: projected at 29 minutes on one H200) is the same recipe at 4x the data, a
+    memory model twice as wide and 10 rounds of 200 episodes. Scored on 100 real episodes beside the random policy.
     BENCHMARKS.md, "VizDoom TakeCover (issue 20)".
     """
     if not env.startswith("Vizdoom"):

@@ -284,9 +284,12 @@ def require_positive(config, *names: str) -> None:
             raise UserError(f"{_flag(config, name)} must be a positive number, got {value}")
 
 
-def require_fraction(config, *names: str) -> None:
-    """A ``UserError`` naming the first field of ``names`` outside the open interval (0, 1)."""
+def require_fraction(config, *names: str, closed: bool = False) -> None:
+    """A ``UserError`` naming the first field of ``names`` outside the open interval (0, 1), or with ``closed``
+    outside [0, 1]."""
     for name in names:
         value = getattr(config, name)
-        if not 0 < value < 1:
+        if closed and not 0 <= value <= 1:
+            raise UserError(f"{_flag(config, name)} must lie in [0, 1], got {value}")
+        if not closed and not 0 < value < 1:
             raise UserError(f"{_flag(config, name)} must lie strictly between 0 and 1, got {value}")

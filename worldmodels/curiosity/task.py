@@ -43,7 +43,7 @@ from worldmodels.agents import load_agent
 from worldmodels.collect.driver import EpisodeRecorder, drive, episode_seed
 from worldmodels.core.device import pick_device
 from worldmodels.core.errors import UserError
-from worldmodels.core.settings import require_at_least, require_positive
+from worldmodels.core.settings import require_at_least, require_fraction, require_positive
 from worldmodels.dream.cma import CMAConfig, forget, train_cma
 from worldmodels.dream.imagine import DreamConfig
 from worldmodels.envs.make import resolve_spec
@@ -101,8 +101,7 @@ class TaskConfig:
         require_at_least(self, 2, "population")
         require_at_least(self, 0, "hidden")
         require_positive(self, "reward_lr", "sigma0")
-        if not 0 <= self.rewarded_fraction <= 1:
-            raise UserError(f"rewarded_fraction must lie in [0, 1], got {self.rewarded_fraction}")
+        require_fraction(self, "rewarded_fraction", closed=True)
 
 
 def load_task(spec: str):
