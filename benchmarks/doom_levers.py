@@ -3,6 +3,7 @@
     python benchmarks/doom_levers.py [--root runs] [--preset doom] [--tag r8] [--set rounds=8 ...] [--seeds 0]
                                      [--cma POPULATION ROLLOUTS GENERATIONS] [--memory HIDDEN EPOCHS]
                                      [--pool SEED ... --pool-epochs EPOCHS] [--vision EPOCHS]
+                                     [--cell [SUFFIX]]
 
 On the final data, latents and vision model of each finished run ``ROOT/PRESETTAG_sS`` (``benchmarks/doom.py``
 makes them; ``--set`` must repeat the overrides it was run with), a fresh controller is trained by CMA-ES only
@@ -22,6 +23,10 @@ controller on the same episodes:
   only the first round's random ones), every episode re-encoded, then a fresh memory model of the preset's size for
   60 epochs and the preset's first-round CMA-ES, in ``ROOT/PRESETTAG_sS_visionE`` (which links the run's episodes);
   ``--memory`` at the preset's hidden size and 60 epochs is the control.
+- ``--cell [SUFFIX]``: the controller sees the LSTM's cell state c beside z and h, as Ha's VizDoom controller does
+  (``MemoryTrainConfig.cell_features``): the memory model of ``ROOT/PRESETTAG_sS`` + SUFFIX (e.g. ``_vision3``, a
+  probe above; default the run itself) unchanged but for that flag, then the preset's first-round CMA-ES, in
+  ``ROOT/PRESETTAG_sS``SUFFIX``_cell``; that run's controller trained the same way on z and h is the control.
 
 Finished probes are read back from their ``probe.json``. Prints one Markdown row per probe and seed; one torch
 thread and one env worker, so two probes can share a 2-core machine.
@@ -159,6 +164,31 @@ def vision_probe(run: RunDir, preset, seed: int, epochs: int, memory_epochs: int
     return result
 
 
+def cell_probe(run: RunDir, preset, seed: int, suffix: str) -> dict:
+    base = RunDir(run.root.parent / f"{run.root.name}{suffix}")
+    view = RunDir(run.root.parent / f"{base.root.name}_cell")
+    path = view.controller / "probe.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    view.root.mkdir(exist_ok=True)
+    for part in ("episodes", "latents", "vision"):
+        if not getattr(view, part).exists():
+            getattr(view, part).symlink_to(getattr(base, part).resolve())
+    shutil.copy(base.meta_path, view.meta_path)
+    shutil.copytree(base.memory, view.memory, dirs_exist_ok=True)
+    config = json.loads((view.memory / "config.json").read_text())
+    config["config"]["cell_features"] = True  # the same LSTM: only what features(state) returns changes
+    atomic_write_json(view.memory / "config.json", config)
+    t0 = time.perf_counter()
+    train_cma(view, replace(preset.cma, seed=seed, workers=1), progress=False)
+    c = preset.cma
+    result = {"probe": f"controller on [z, h, c] in the memory model of {base.root.name}; CMA-ES {c.population} x "
+                       f"{c.rollouts} dreams, {c.generations} generations", "seed": seed,
+              "cma_seconds": time.perf_counter() - t0, "real": score(run, view, preset, seed)}
+    atomic_write_json(path, result)
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--root", type=Path, default=Path("runs"))
@@ -172,9 +202,11 @@ def main() -> None:
     parser.add_argument("--pool", type=int, nargs="+", metavar="SEED", help="other seeds whose episodes join")
     parser.add_argument("--pool-epochs", type=int, default=60, help="the pooled memory model's epochs (default 60)")
     parser.add_argument("--vision", type=int, metavar="EPOCHS", help="a fresh VAE's epochs on all the run's episodes")
+    parser.add_argument("--cell", nargs="?", const="", metavar="SUFFIX",
+                        help="a controller on [z, h, c] in the memory model of the run + SUFFIX (e.g. _vision3)")
     args = parser.parse_args()
-    if not (args.cma or args.memory or args.pool or args.vision):
-        parser.error("give --cma P R G, --memory H E, --pool SEED ... and/or --vision E")
+    if not (args.cma or args.memory or args.pool or args.vision or args.cell is not None):
+        parser.error("give --cma P R G, --memory H E, --pool SEED ..., --vision E and/or --cell [SUFFIX]")
     torch.set_num_threads(1)
     preset = variant(ENV, args.preset, args.sets)
     print("| seed | probe | probe's controller (tics) | pipeline's controller | minutes |\n|---:|---|---:|---:|---:|")
@@ -186,7 +218,8 @@ def main() -> None:
         results = ([cma_probe(run, preset, seed, *args.cma)] if args.cma else []) + \
                   ([memory_probe(run, preset, seed, *args.memory)] if args.memory else []) + \
                   ([pool_probe(run, args.pool, preset, seed, args.pool_epochs)] if args.pool else []) + \
-                  ([vision_probe(run, preset, seed, args.vision)] if args.vision else [])
+                  ([vision_probe(run, preset, seed, args.vision)] if args.vision else []) + \
+                  ([cell_probe(run, preset, seed, args.cell)] if args.cell is not None else [])
         for r in results:
             minutes = (r.get("memory_seconds", 0) + r.get("models_seconds", 0) + r["cma_seconds"]) / 60
             print(f"| {seed} | {r['probe']} | {r['real']['mean']:.1f} +- {r['real']['std']:.1f} | "

@@ -115,6 +115,20 @@ def test_mdnrnn_parameter_count():
     assert lstm_and_mdn - model.lstm.bias_hh_l0.numel() == 422_368
 
 
+def test_mdnrnn_cell_features_show_the_controller_c_beside_h():
+    """Ha's VizDoom controller reads [z, h, c]: ``cell_features`` widens ``features`` only, not the LSTM."""
+    torch.manual_seed(0)
+    plain = MDNRNN(MDNRNNConfig(z_dim=6, action_dim=2, hidden_size=16))
+    cell = MDNRNN(MDNRNNConfig(z_dim=6, action_dim=2, hidden_size=16, cell_features=True))
+    cell.load_state_dict(plain.state_dict())  # the same parameters: the flag adds none
+    z, action = torch.randn(3, 6), torch.randn(3, 2)
+    h, c = cell.step(cell.initial_state(3), z, action)
+    assert plain.hidden_size == 16 and cell.hidden_size == 32 and h.shape == (3, 16)
+    torch.testing.assert_close(cell.features((h, c)), torch.cat([h, c], dim=1))
+    torch.testing.assert_close(plain.features((h, c)), h)
+    torch.testing.assert_close(cell.predict((h, c)).done_logit, plain.predict((h, c)).done_logit)
+
+
 def reference_mixture(mix: GaussianMixture) -> D.Distribution:
     """The same mixture written with torch.distributions: K Gaussians per dim, dims independent."""
     components = D.Normal(mix.mu, mix.log_std.exp())

@@ -15,9 +15,13 @@ import torch
 from worldmodels.cli import main
 from worldmodels.collect.collector import CollectConfig, collect
 from worldmodels.core.errors import UserError
+from worldmodels.dream.cma import CMAConfig, train_cma
+from worldmodels.dream.imagine import DreamConfig
+from worldmodels.evaluation.evaluate import evaluate
 from worldmodels.models import MEMORY_MODELS, ConvVAE, VAEConfig
 from worldmodels.runs.artifacts import (
     build,
+    load_controller,
     load_memory,
     load_vision,
     read_config,
@@ -242,6 +246,22 @@ def test_memory_of_another_z_size_is_refused(trained_run, tmp_path):
         load_memory(run, vision=load_vision(run))
     train_memory(run, MemoryTrainConfig(epochs=1, hidden_size=32, seq_len=12), progress=False)  # afresh, on z=16
     assert load_memory(run, vision=load_vision(run)).z_dim == 16
+
+
+def test_a_controller_on_the_cell_state_trains_in_the_dream_and_plays(trained_run, tmp_path, capsys):
+    """``--cell-features``: the controller reads [z, h, c] (Ha's VizDoom controller), in the dream and the real env."""
+    run = RunDir(copy_run(trained_run, tmp_path / "run"))
+    assert wm("memory", "--run", run.root, *MEMORY_FLAGS, "--epochs", "1", "--cell-features", "--no-resume") == 0
+    memory = load_memory(run, vision=load_vision(run))
+    assert memory.hidden_size == 64 and memory.features(memory.initial_state(2)).shape == (2, 64)
+    train_cma(run, CMAConfig(generations=1, population=4, rollouts=1, dream=DreamConfig(max_steps=8), real_every=0,
+                             select="dream", workers=1), progress=False)
+    spec, _, _ = load_controller(run)
+    assert spec.in_dim == memory.z_dim + 2 * 32
+    assert evaluate(run, "controller", episodes=1, workers=1, progress=False, write=False)["episodes"] == 1
+
+    assert wm("memory", "--run", run.root, *MEMORY_FLAGS, "--memory", "vrnn", "--cell-features") == 2
+    assert "--cell-features needs the MDN-RNN" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------------------------- latents

@@ -31,6 +31,7 @@ class MDNRNNConfig:
     done_pos_weight: float = 10.0  # BCE weight of terminal steps, which are rare
     log_std_min: float = -5.0
     log_std_max: float = 2.0
+    cell_features: bool = False  # features(state) = [h, c] (Ha's VizDoom controller sees both), else h
 
 
 def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
@@ -80,13 +81,15 @@ class MDNRNN(nn.Module):
     """LSTM over [z_t, a_t] with a per-dimension Gaussian-mixture head on h for z_{t+1}.
 
     Implements ``worldmodels.models.memory.Memory``; the state is (h, c), each [B, H]. The
-    reward head (h -> r_t) and done head (h -> termination logit) read the same h.
+    reward head (h -> r_t) and done head (h -> termination logit) read the same h. A controller sees
+    ``features``: h, or [h, c] with ``cell_features`` (then ``hidden_size``, the features' size, is 2H).
     """
 
     def __init__(self, config: MDNRNNConfig) -> None:
         super().__init__()
         self.config = config
-        self.z_dim, self.action_dim, self.hidden_size = config.z_dim, config.action_dim, config.hidden_size
+        self.z_dim, self.action_dim = config.z_dim, config.action_dim
+        self.hidden_size = config.hidden_size * (2 if config.cell_features else 1)
         self.lstm = nn.LSTM(config.z_dim + config.action_dim, config.hidden_size, batch_first=True)
         self.mdn = nn.Linear(config.hidden_size, 3 * config.mixtures * config.z_dim)
         self.reward_head = nn.Linear(config.hidden_size, 1)
@@ -99,7 +102,7 @@ class MDNRNN(nn.Module):
         return GaussianMixture(logits, mu, bound(log_std, self.config.log_std_min, self.config.log_std_max))
 
     def initial_state(self, batch: int) -> State:
-        h = self.mdn.weight.new_zeros(batch, self.hidden_size)
+        h = self.mdn.weight.new_zeros(batch, self.config.hidden_size)
         return h, torch.zeros_like(h)
 
     def step(self, state: State, z: Tensor, action: Tensor) -> State:
@@ -121,7 +124,7 @@ class MDNRNN(nn.Module):
         return self.mixture(state[0]).sample(temperature)
 
     def features(self, state: State) -> Tensor:
-        return state[0]
+        return torch.cat(state, dim=-1) if self.config.cell_features else state[0]
 
     def loss(self, z: Tensor, action: Tensor, reward: Tensor, done: Tensor, mask: Tensor) -> dict[str, Tensor]:
         """Sequence losses (see ``Memory.loss``), each averaged over real steps.

@@ -65,11 +65,15 @@ class MemoryTrainConfig(FitConfig):
     dreams end where the car leaves the track)."""
     grad_clip: float = 1.0
     """Clip the gradient norm to this (0: no clipping)."""
+    cell_features: bool = False
+    """MDN-RNN only: the controller sees the LSTM's cell state c beside h, as Ha's VizDoom controller does."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
         require_at_least(self, 1, "seq_len", "hidden_size", "batches_per_epoch", "reward_smoothing")
         require_at_least(self, 0, "reward_weight", "done_weight", "grad_clip")
+        if self.cell_features and self.kind != "mdn":
+            raise UserError(f"--cell-features needs the MDN-RNN (an LSTM's cell state), not --memory {self.kind}")
 
 
 def sequence_batches(data: SequenceBatcher, batch_size: int, count: int) -> Iterator[dict]:
@@ -79,11 +83,12 @@ def sequence_batches(data: SequenceBatcher, batch_size: int, count: int) -> Iter
 
 
 def memory_model_config(kind: str, z_dim: int, action_dim: int, hidden_size: int, reward_weight: float = 1.0,
-                        done_weight: float = 1.0):
+                        done_weight: float = 1.0, cell_features: bool = False):
     if kind not in MEMORY_MODELS:
         raise UserError(f"unknown memory model {kind!r}; choose one of {', '.join(MEMORY_MODELS)}")
+    extra = {"cell_features": True} if cell_features else {}  # the MDN-RNN's only (MemoryTrainConfig checks)
     return MEMORY_CONFIGS[kind](z_dim=z_dim, action_dim=action_dim, hidden_size=hidden_size,
-                                reward_weight=reward_weight, done_weight=done_weight)
+                                reward_weight=reward_weight, done_weight=done_weight, **extra)
 
 
 def fit_memory(run: RunDir, config: MemoryTrainConfig, model_config, target: Path, device: torch.device,
@@ -145,7 +150,7 @@ def train_memory(run: RunDir, config: MemoryTrainConfig, resume: bool = True, pr
     distributed.on_main(encode_latents, run, device, progress=progress)
     action_spec = run.action_spec()
     model_config = memory_model_config(config.kind, vae.z_dim, action_spec.dim, config.hidden_size,
-                                       config.reward_weight, config.done_weight)
+                                       config.reward_weight, config.done_weight, config.cell_features)
     vision_id = weights_id(run.vision)
     # retrain on new episodes, a new vision model or other targets (smoothed rewards, done labels)
     data = [vision_id, f"reward_smoothing={config.reward_smoothing}", f"done_label={config.done_label}",
