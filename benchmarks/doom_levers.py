@@ -22,7 +22,8 @@ controller on the same episodes:
 - ``--vision E``: a fresh VAE of the preset's size trained E epochs on all the run's episodes (the preset's VAE saw
   only the first round's random ones), every episode re-encoded, then a fresh memory model of the preset's size for
   60 epochs and the preset's first-round CMA-ES, in ``ROOT/PRESETTAG_sS_visionE`` (which links the run's episodes);
-  ``--memory`` at the preset's hidden size and 60 epochs is the control.
+  ``--memory`` at the preset's hidden size and 60 epochs is the control. Where a probe with fewer VAE epochs exists,
+  its VAE trains on to E epochs (the vision stage resumes from its last epoch) instead of starting over.
 - ``--cell [SUFFIX]``: the controller sees the LSTM's cell state c beside z and h, as Ha's VizDoom controller does
   (``MemoryTrainConfig.cell_features``): the memory model of ``ROOT/PRESETTAG_sS`` + SUFFIX (e.g. ``_vision3``, a
   probe above; default the run itself) unchanged but for that flag, then the preset's first-round CMA-ES, in
@@ -150,6 +151,9 @@ def vision_probe(run: RunDir, preset, seed: int, epochs: int, memory_epochs: int
     if not view.episodes.exists():
         view.episodes.symlink_to(run.episodes.resolve())
     shutil.copy(run.meta_path, view.meta_path)
+    shorter = [e for e in range(epochs - 1, 0, -1) if (run.root.parent / f"{run.root.name}_vision{e}/vision").exists()]
+    if shorter and not view.vision.exists():  # the VAE of a shorter probe trains on to E epochs (the stage resumes)
+        shutil.copytree(run.root.parent / f"{run.root.name}_vision{shorter[0]}/vision", view.vision)
     t0 = time.perf_counter()
     train_vision(view, replace(preset.vision, epochs=epochs, patience=epochs, seed=seed), progress=False)
     train_memory(view, replace(preset.memory, epochs=memory_epochs, patience=memory_epochs, seed=seed), progress=False)

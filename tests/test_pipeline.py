@@ -117,3 +117,39 @@ def test_a_run_cut_in_round_two_resumes_past_its_retrained_memory(tmp_path):
     assert len(list_episodes(run.episodes)) == smoke.collect.episodes + smoke.round_episodes  # nothing re-collected
     assert len(json.loads((run.controller / "history.json").read_text())["generations"]) == smoke.cma.generations
     assert set(summary["scores"]) == {"controller", "random"}
+
+
+def test_a_refit_trains_fresh_models_on_all_episodes_beside_the_rounds(tmp_path, capsys):
+    """``refit_vision_epochs``: the rounds keep their models in RUN/rounds/ (round 2 collects with them, in the
+    workers too); then a fresh VAE, memory model and controller on all episodes become the run's, both controllers
+    scored on the same episodes. Adding a refit to a run finished without one resumes it."""
+    smoke = presets("worldmodels/Catch-v0")["smoke"]
+    run = RunDir(tmp_path / "run")
+    plain = run_pipeline("worldmodels/Catch-v0", run, smoke, workers=2, progress=False)
+    old_vae = (run.vision / "best.pt").read_bytes()
+    episodes = list_episodes(run.episodes)
+
+    refit = replace(smoke, refit_vision_epochs=2, refit_memory_epochs=1)
+    summary = run_pipeline("worldmodels/Catch-v0", run, refit, workers=2, progress=False)
+    rounds = run.root / "rounds"
+    assert "moving the rounds' models" in capsys.readouterr().out
+    assert (rounds / "vision" / "best.pt").read_bytes() == old_vae and list_episodes(run.episodes) == episodes
+    assert json.loads((run.vision / "summary.json").read_text())["epochs"] == 2  # a fresh VAE, not the old one's
+    assert json.loads((run.memory / "summary.json").read_text())["vision"] != \
+        json.loads((rounds / "memory" / "summary.json").read_text())["vision"]
+    assert len(json.loads((run.controller / "history.json").read_text())["generations"]) == smoke.cma.generations
+    assert set(summary["scores"]) == {"controller", "rounds_controller", "random"}
+    assert summary["scores"]["rounds_controller"] == plain["scores"]["controller"]  # same controller, same episodes
+    assert json.loads((rounds / "eval" / "controller.json").read_text())["checkpoint"] == str(rounds / "controller")
+    assert {"refit_vision", "refit_memory", "refit_dream"} <= set(summary["seconds"])
+
+
+def test_a_fresh_run_with_a_refit_collects_its_rounds_with_the_rounds_models(tmp_path):
+    smoke = presets("worldmodels/Catch-v0")["smoke"]
+    run = RunDir(tmp_path / "run")
+    summary = run_pipeline("worldmodels/Catch-v0", run, replace(smoke, refit_vision_epochs=1, refit_memory_epochs=1),
+                           workers=2, progress=False)
+    collections = json.loads(run.meta_path.read_text())["collections"]
+    assert [c["agent"] for c in collections] == ["brownian", "noisy-controller"]
+    assert len(list_episodes(run.root / "rounds" / "latents")) == len(list_episodes(run.latents)) == 6
+    assert summary["scores"]["controller"]["episodes"] == summary["scores"]["rounds_controller"]["episodes"] == 2

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 from worldmodels.collect.collector import CollectConfig, collect
 from worldmodels.core.errors import UserError
+from worldmodels.core.settings import require_at_least
 from worldmodels.dream.cma import CMAConfig, train_cma
 from worldmodels.dream.imagine import DreamConfig
 from worldmodels.evaluation.evaluate import evaluate
@@ -59,6 +60,17 @@ class Preset:
     (RUN/controller_scout) only collects round 2's data; round 2 runs ``cma`` afresh in RUN/controller."""
     baselines: list[str] = field(default_factory=lambda: ["random"])
     """Agents scored beside the controller on the same tracks."""
+    refit_vision_epochs: int = 0
+    """With E > 0, after the last round a fresh VAE trains E epochs on all episodes (the first round's VAE saw only
+    the first collection), every episode is re-encoded, and a fresh memory model (``refit_memory_epochs``) and
+    controller (``cma``) train on its latents: the run's models; the rounds' stay in RUN/rounds/, their controller
+    scored beside (``rounds_controller``)."""
+    refit_memory_epochs: int = 60
+    """The refitted memory model's epochs (no early stopping)."""
+
+    def __post_init__(self) -> None:
+        require_at_least(self, 0, "refit_vision_epochs")
+        require_at_least(self, 1, "refit_memory_epochs")
 
 
 def carracing_levers(env: str) -> tuple[dict, dict]:
@@ -197,6 +209,28 @@ def doom_presets(env: str) -> dict[str, Preset]:
     }
 
 
+ROUNDS_PARTS = ("vision", "latents", "memory", "controller", "tb", "eval")
+"""What the rounds of a preset with a refit keep in RUN/rounds/ (episodes and run.json stay shared)."""
+
+
+def rounds_run(run: RunDir) -> RunDir:
+    """A view of ``run`` whose models, latents, logs and scores live in ``RUN/rounds/`` (a refit's rounds).
+
+    A run finished without a refit (its models in RUN/) has them moved there first, so adding a refit to a
+    finished run resumes it."""
+    view = copy.copy(run)
+    rounds = run.root / "rounds"
+    for part in ROUNDS_PARTS:
+        setattr(view, part, rounds / part)
+    if not rounds.exists() and run.vision.exists():
+        print(f"refit: moving the rounds' models to {rounds}/")
+        rounds.mkdir()
+        for part in ROUNDS_PARTS:
+            if getattr(run, part).exists():
+                getattr(run, part).rename(getattr(view, part))
+    return view
+
+
 def scout_run(run: RunDir) -> RunDir:
     """A view of ``run`` whose controller lives in ``RUN/controller_scout`` (everything else shared)."""
     view = copy.copy(run)
@@ -204,10 +238,11 @@ def scout_run(run: RunDir) -> RunDir:
     return view
 
 
-def real_env_steps(run: RunDir, scout: RunDir | None) -> dict[str, int]:
-    """Real env steps the training used: stored episodes (collection) and real-env checks (selection)."""
+def real_env_steps(run: RunDir, others: list[RunDir]) -> dict[str, int]:
+    """Real env steps the training used: stored episodes (collection) and real-env checks (selection) of the
+    controllers of ``run`` and its ``others`` views (a scout, the rounds of a refit)."""
     checks = 0
-    for view in [run] + ([scout] if scout is not None else []):
+    for view in [run, *others]:
         path = view.controller / "history.json"
         real = json.loads(path.read_text()).get("real", []) if path.exists() else []
         checks += real[-1].get("env_steps", 0) if real else 0
@@ -236,36 +271,48 @@ def run_pipeline(env: str, run: RunDir, preset: Preset | str, workers: int | Non
     vision_config = replace(p.vision, device=device, seed=seed)
     memory_config = replace(p.memory, device=device, seed=seed)
     cma_config = replace(p.cma, workers=workers, device=device, seed=seed)
+    work = rounds_run(run) if p.refit_vision_epochs else run  # where the rounds keep their models
     timed("collect", collect, run, collect_config, progress=progress)
-    timed("vision", train_vision, run, vision_config, progress=progress)
-    timed("memory", train_memory, run, memory_config, progress=progress)
-    scout = scout_run(run) if p.scout is not None and p.rounds > 1 else None
+    timed("vision", train_vision, work, vision_config, progress=progress)
+    timed("memory", train_memory, work, memory_config, progress=progress)
+    scout = scout_run(work) if p.scout is not None and p.rounds > 1 else None
     if scout is not None:
         print(f"round 1/{p.rounds}: a scout controller ({scout.controller}) collects round 2's data")
         timed("dream", train_cma, scout, replace(p.scout, workers=workers, device=device, seed=seed), progress=progress)
     else:
-        timed("dream", train_cma, run, cma_config, progress=progress)
+        timed("dream", train_cma, work, cma_config, progress=progress)
     for r in range(1, p.rounds):
-        collector = scout if r == 1 and scout is not None else run
+        collector = scout if r == 1 and scout is not None else work
         episodes = collect_config.episodes + r * p.round_episodes
         if len(list_episodes(run.episodes)) < episodes:  # a resumed run may have them (and a retrained memory) already
             print(f"round {r + 1}/{p.rounds}: collecting with the controller in {collector.controller}")
             spec, params, _ = load_controller(collector)
-            timed("collect", collect, run, replace(
+            timed("collect", collect, work, replace(
                 collect_config, episodes=episodes, agent="noisy-controller",
                 agent_options={"params": params.tolist(), "spec": spec.to_dict()},
                 max_steps=p.round_max_steps or collect_config.max_steps), progress=progress)
-        timed("memory", train_memory, run, replace(memory_config, epochs=memory_config.epochs + r * p.round_memory_epochs),
+        timed("memory", train_memory, work, replace(memory_config, epochs=memory_config.epochs + r * p.round_memory_epochs),
               progress=progress)
         extra = r - 1 if scout is not None else r  # with a scout, round 2 is the controller's first
-        timed("dream", train_cma, run, replace(cma_config, generations=cma_config.generations + extra * p.round_generations),
+        timed("dream", train_cma, work, replace(cma_config, generations=cma_config.generations + extra * p.round_generations),
               progress=progress)
+    if work is not run:
+        print(f"refit: a fresh VAE ({p.refit_vision_epochs} epochs), memory model and controller on all "
+              f"{len(list_episodes(run.episodes))} episodes")
+        epochs = p.refit_vision_epochs, p.refit_memory_epochs
+        timed("refit_vision", train_vision, run, replace(vision_config, epochs=epochs[0], patience=epochs[0]),
+              progress=progress)
+        timed("refit_memory", train_memory, run, replace(memory_config, epochs=epochs[1], patience=epochs[1]),
+              progress=progress)
+        timed("refit_dream", train_cma, run, cma_config, progress=progress)
+    scored = [("controller", run, "controller")] + ([("rounds_controller", work, "controller")] if work is not run else [])
     results = {}
-    for agent in ["controller", *p.baselines]:
-        results[agent] = timed(f"eval_{agent}", evaluate, run, agent, episodes=p.eval_episodes, workers=workers,
-                               seed=seed + 1, max_steps=p.eval_max_steps, progress=progress, video=agent == "controller")
+    for name, view, agent in scored + [(b, run, b) for b in p.baselines]:  # all on the same episodes
+        results[name] = timed(f"eval_{name}", evaluate, view, agent, episodes=p.eval_episodes, workers=workers,
+                              seed=seed + 1, max_steps=p.eval_max_steps, progress=progress, video=name == "controller")
+    others = [v for v in (scout, work) if v is not None and v is not run]
     summary = {"env": env, "preset": preset_name or "custom", "settings": asdict(p), "seconds": stages,
-               "real_env_steps": real_env_steps(run, scout),
+               "real_env_steps": real_env_steps(run, others),
                "scores": {a: {k: r[k] for k in ("mean", "std", "min", "max", "episodes")} for a, r in results.items()}}
     atomic_write_json(run.root / "pipeline.json", summary)
     return summary

@@ -95,8 +95,7 @@ def check_same_env(existing: dict, new: dict, root: Path) -> None:
 _WORKER: dict = {}
 
 
-def _init_worker(root: str, agent: str, device: str, max_steps: int | None, options: dict) -> None:
-    run = RunDir(root)
+def _init_worker(run: RunDir, agent: str, device: str, max_steps: int | None, options: dict) -> None:
     _WORKER["env"] = run.make_env(max_steps=max_steps)
     _WORKER["agent"] = load_agent(agent, run, device, **options)
     _WORKER["dir"] = run.episodes
@@ -142,7 +141,7 @@ def collect(run: RunDir, config: CollectConfig, progress: bool = True) -> dict:
     action = ActionSpec.from_dict(meta_env["action_space"])
     workers = config.workers or default_workers()
     executor = make_executor(config.backend, workers, _init_worker,
-                             (str(run.root.resolve()), config.agent, config.device, config.max_steps, config.agent_options), config.ray_address)
+                             (run.absolute(), config.agent, config.device, config.max_steps, config.agent_options), config.ray_address)
     run.root.mkdir(parents=True, exist_ok=True)
     run.write_meta(meta)
     todo, problems = scan(run, action, config.episodes)

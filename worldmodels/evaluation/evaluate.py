@@ -49,9 +49,8 @@ class EvalConfig:
 _WORKER: dict = {}
 
 
-def _init_worker(root: str, agent: str, device: str, max_steps: int | None, options: list[dict]) -> None:
+def _init_worker(run: RunDir, agent: str, device: str, max_steps: int | None, options: list[dict]) -> None:
     """Each worker holds the env and, loaded on first use, one ``agent`` per option set of ``options``."""
-    run = RunDir(root)
     _WORKER.update(run=run, env=run.make_env(max_steps=max_steps), name=agent, device=device, options=options,
                    agents={})
 
@@ -87,7 +86,7 @@ def run_episodes(run: RunDir, agent: str, options: list[dict], episodes: int, wo
         load_agent(agent, run, device, **o)  # user errors (unknown agent, missing model) here, not in a worker
     tasks = [(k, i, episode_seed(seed, i), keep_frames) for k in range(len(options)) for i in range(episodes)]
     workers = min(workers or default_workers(), len(tasks))
-    executor = make_executor(backend, workers, _init_worker, (str(run.root.resolve()), agent, device, max_steps,
+    executor = make_executor(backend, workers, _init_worker, (run.absolute(), agent, device, max_steps,
                                                              options), ray_address)
     results: list[list[dict]] = [[] for _ in options]
     extremes: list[dict] = [{} for _ in options]

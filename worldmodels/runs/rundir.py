@@ -11,6 +11,7 @@ runs/NAME/
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import os
@@ -131,6 +132,15 @@ class RunDir:
     @property
     def meta_path(self) -> Path:
         return self.root / "run.json"
+
+    def absolute(self) -> RunDir:
+        """A copy with every path absolute, for workers that may start in another directory; a view
+        (a pipeline's scout or rounds, whose parts live elsewhere under the root) stays that view."""
+        view = copy.copy(self)
+        for name, value in vars(self).items():
+            if isinstance(value, Path):
+                setattr(view, name, value.absolute())
+        return view
 
     def exists(self) -> bool:
         return self.meta_path.exists()
