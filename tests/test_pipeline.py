@@ -144,12 +144,24 @@ def test_a_refit_trains_fresh_models_on_all_episodes_beside_the_rounds(tmp_path,
     assert {"refit_vision", "refit_memory", "refit_dream"} <= set(summary["seconds"])
 
 
-def test_a_fresh_run_with_a_refit_collects_its_rounds_with_the_rounds_models(tmp_path):
+def test_a_fresh_run_with_a_refit_and_its_rounds(tmp_path):
+    """The rounds collect with the rounds' models (RUN/rounds/); ``refit_rounds`` then go on with the refitted
+    controller collecting, the refitted memory model retrained and its CMA-ES continued."""
     smoke = presets("worldmodels/Catch-v0")["smoke"]
     run = RunDir(tmp_path / "run")
-    summary = run_pipeline("worldmodels/Catch-v0", run, replace(smoke, refit_vision_epochs=1, refit_memory_epochs=1),
-                           workers=2, progress=False)
+    preset = replace(smoke, refit_vision_epochs=1, refit_memory_epochs=1, refit_rounds=1)
+    summary = run_pipeline("worldmodels/Catch-v0", run, preset, workers=2, progress=False)
     collections = json.loads(run.meta_path.read_text())["collections"]
-    assert [c["agent"] for c in collections] == ["brownian", "noisy-controller"]
-    assert len(list_episodes(run.root / "rounds" / "latents")) == len(list_episodes(run.latents)) == 6
+    assert [c["agent"] for c in collections] == ["brownian", "noisy-controller", "noisy-controller"]
+    assert len(list_episodes(run.root / "rounds" / "latents")) == 6 and len(list_episodes(run.latents)) == 8
+    assert json.loads((run.memory / "summary.json").read_text())["epochs"] == 1 + smoke.round_memory_epochs
+    generations = json.loads((run.controller / "history.json").read_text())["generations"]
+    assert len(generations) == smoke.cma.generations + smoke.round_generations
     assert summary["scores"]["controller"]["episodes"] == summary["scores"]["rounds_controller"]["episodes"] == 2
+    assert {"refit_collect", "refit_memory", "refit_dream"} <= set(summary["seconds"])
+
+    (run.root / "pipeline.json").unlink()  # resumed: nothing is collected or trained again
+    again = run_pipeline("worldmodels/Catch-v0", run, preset, workers=2, progress=False)
+    assert len(json.loads(run.meta_path.read_text())["collections"]) == 3
+    assert again["scores"]["controller"] == summary["scores"]["controller"]
+    assert "refit_collect" not in again["seconds"]

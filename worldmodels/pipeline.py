@@ -67,9 +67,13 @@ class Preset:
     scored beside (``rounds_controller``)."""
     refit_memory_epochs: int = 60
     """The refitted memory model's epochs (no early stopping)."""
+    refit_rounds: int = 0
+    """Rounds after the refit, on its models, as the rounds before it (``round_episodes`` collected by its
+    controller, ``round_memory_epochs`` and ``round_generations`` more): a fresh controller in a fresh dream
+    can exploit a flaw of its own that only its own episodes correct."""
 
     def __post_init__(self) -> None:
-        require_at_least(self, 0, "refit_vision_epochs")
+        require_at_least(self, 0, "refit_vision_epochs", "refit_rounds")
         require_at_least(self, 1, "refit_memory_epochs")
 
 
@@ -272,39 +276,57 @@ def run_pipeline(env: str, run: RunDir, preset: Preset | str, workers: int | Non
     memory_config = replace(p.memory, device=device, seed=seed)
     cma_config = replace(p.cma, workers=workers, device=device, seed=seed)
     work = rounds_run(run) if p.refit_vision_epochs else run  # where the rounds keep their models
-    timed("collect", collect, run, collect_config, progress=progress)
-    timed("vision", train_vision, work, vision_config, progress=progress)
-    timed("memory", train_memory, work, memory_config, progress=progress)
     scout = scout_run(work) if p.scout is not None and p.rounds > 1 else None
-    if scout is not None:
-        print(f"round 1/{p.rounds}: a scout controller ({scout.controller}) collects round 2's data")
-        timed("dream", train_cma, scout, replace(p.scout, workers=workers, device=device, seed=seed), progress=progress)
-    else:
-        timed("dream", train_cma, work, cma_config, progress=progress)
-    for r in range(1, p.rounds):
-        collector = scout if r == 1 and scout is not None else work
-        episodes = collect_config.episodes + r * p.round_episodes
-        if len(list_episodes(run.episodes)) < episodes:  # a resumed run may have them (and a retrained memory) already
-            print(f"round {r + 1}/{p.rounds}: collecting with the controller in {collector.controller}")
+
+    def next_round(view: RunDir, collector: RunDir, episodes: int, memory: MemoryTrainConfig, generations: int,
+                   prefix: str = "") -> None:
+        """Collect up to ``episodes`` with ``collector``'s noisy controller, retrain ``view``'s memory model on
+        all of them, continue its CMA-ES (each stage does nothing when a resumed run has it already)."""
+        if len(list_episodes(run.episodes)) < episodes:
             spec, params, _ = load_controller(collector)
-            timed("collect", collect, work, replace(
+            timed(f"{prefix}collect", collect, view, replace(
                 collect_config, episodes=episodes, agent="noisy-controller",
                 agent_options={"params": params.tolist(), "spec": spec.to_dict()},
                 max_steps=p.round_max_steps or collect_config.max_steps), progress=progress)
-        timed("memory", train_memory, work, replace(memory_config, epochs=memory_config.epochs + r * p.round_memory_epochs),
-              progress=progress)
-        extra = r - 1 if scout is not None else r  # with a scout, round 2 is the controller's first
-        timed("dream", train_cma, work, replace(cma_config, generations=cma_config.generations + extra * p.round_generations),
-              progress=progress)
+        timed(f"{prefix}memory", train_memory, view, memory, progress=progress)
+        timed(f"{prefix}dream", train_cma, view, replace(cma_config, generations=generations), progress=progress)
+
+    if work is not run and run.vision.exists():  # the refit starts only once every round is done
+        print(f"refit: the rounds are done ({work.root / 'rounds'}); going on with the refit")
+    else:
+        timed("collect", collect, work, collect_config, progress=progress)
+        timed("vision", train_vision, work, vision_config, progress=progress)
+        timed("memory", train_memory, work, memory_config, progress=progress)
+        if scout is not None:
+            print(f"round 1/{p.rounds}: a scout controller ({scout.controller}) collects round 2's data")
+            timed("dream", train_cma, scout, replace(p.scout, workers=workers, device=device, seed=seed),
+                  progress=progress)
+        else:
+            timed("dream", train_cma, work, cma_config, progress=progress)
+        for r in range(1, p.rounds):
+            collector = scout if r == 1 and scout is not None else work
+            print(f"round {r + 1}/{p.rounds}: the controller in {collector.controller} collects")
+            extra = r - 1 if scout is not None else r  # with a scout, round 2 is the controller's first
+            next_round(work, collector, collect_config.episodes + r * p.round_episodes,
+                       replace(memory_config, epochs=memory_config.epochs + r * p.round_memory_epochs),
+                       cma_config.generations + extra * p.round_generations)
     if work is not run:
         print(f"refit: a fresh VAE ({p.refit_vision_epochs} epochs), memory model and controller on all "
               f"{len(list_episodes(run.episodes))} episodes")
-        epochs = p.refit_vision_epochs, p.refit_memory_epochs
-        timed("refit_vision", train_vision, run, replace(vision_config, epochs=epochs[0], patience=epochs[0]),
+        vision_epochs = p.refit_vision_epochs
+        timed("refit_vision", train_vision, run, replace(vision_config, epochs=vision_epochs, patience=vision_epochs),
               progress=progress)
-        timed("refit_memory", train_memory, run, replace(memory_config, epochs=epochs[1], patience=epochs[1]),
-              progress=progress)
-        timed("refit_dream", train_cma, run, cma_config, progress=progress)
+        for k in range(p.refit_rounds + 1):  # no early stopping: the memory epochs are the refit's budget
+            memory_epochs = p.refit_memory_epochs + k * p.round_memory_epochs
+            refit_memory = replace(memory_config, epochs=memory_epochs, patience=memory_epochs)
+            generations = cma_config.generations + k * p.round_generations
+            if k == 0:
+                timed("refit_memory", train_memory, run, refit_memory, progress=progress)
+                timed("refit_dream", train_cma, run, cma_config, progress=progress)
+            else:
+                print(f"refit round {k + 1}/{p.refit_rounds + 1}: the refitted controller collects")
+                next_round(run, run, collect_config.episodes + (p.rounds - 1 + k) * p.round_episodes, refit_memory,
+                           generations, prefix="refit_")
     scored = [("controller", run, "controller")] + ([("rounds_controller", work, "controller")] if work is not run else [])
     results = {}
     for name, view, agent in scored + [(b, run, b) for b in p.baselines]:  # all on the same episodes
