@@ -278,11 +278,12 @@ def run_pipeline(env: str, run: RunDir, preset: Preset | str, workers: int | Non
     work = rounds_run(run) if p.refit_vision_epochs else run  # where the rounds keep their models
     scout = scout_run(work) if p.scout is not None and p.rounds > 1 else None
 
-    def next_round(view: RunDir, collector: RunDir, episodes: int, memory: MemoryTrainConfig, generations: int,
-                   prefix: str = "") -> None:
+    def next_round(label: str, view: RunDir, collector: RunDir, episodes: int, memory: MemoryTrainConfig,
+                   generations: int, prefix: str = "") -> None:
         """Collect up to ``episodes`` with ``collector``'s noisy controller, retrain ``view``'s memory model on
         all of them, continue its CMA-ES (each stage does nothing when a resumed run has it already)."""
         if len(list_episodes(run.episodes)) < episodes:
+            print(f"{label}: collecting with the controller in {collector.controller}")
             spec, params, _ = load_controller(collector)
             timed(f"{prefix}collect", collect, view, replace(
                 collect_config, episodes=episodes, agent="noisy-controller",
@@ -305,9 +306,8 @@ def run_pipeline(env: str, run: RunDir, preset: Preset | str, workers: int | Non
             timed("dream", train_cma, work, cma_config, progress=progress)
         for r in range(1, p.rounds):
             collector = scout if r == 1 and scout is not None else work
-            print(f"round {r + 1}/{p.rounds}: the controller in {collector.controller} collects")
             extra = r - 1 if scout is not None else r  # with a scout, round 2 is the controller's first
-            next_round(work, collector, collect_config.episodes + r * p.round_episodes,
+            next_round(f"round {r + 1}/{p.rounds}", work, collector, collect_config.episodes + r * p.round_episodes,
                        replace(memory_config, epochs=memory_config.epochs + r * p.round_memory_epochs),
                        cma_config.generations + extra * p.round_generations)
     if work is not run:
@@ -324,8 +324,7 @@ def run_pipeline(env: str, run: RunDir, preset: Preset | str, workers: int | Non
                 timed("refit_memory", train_memory, run, refit_memory, progress=progress)
                 timed("refit_dream", train_cma, run, cma_config, progress=progress)
             else:
-                print(f"refit round {k + 1}/{p.refit_rounds + 1}: the refitted controller collects")
-                next_round(run, run, collect_config.episodes + (p.rounds - 1 + k) * p.round_episodes, refit_memory,
+                next_round(f"refit round {k + 1}/{p.refit_rounds + 1}", run, run, collect_config.episodes + (p.rounds - 1 + k) * p.round_episodes, refit_memory,
                            generations, prefix="refit_")
     scored = [("controller", run, "controller")] + ([("rounds_controller", work, "controller")] if work is not run else [])
     results = {}
