@@ -7,6 +7,9 @@ noise: the ``noisy-controller`` agent), retrains the memory model on all data an
 CMA-ES, so the dream is corrected where the controller goes. A preset with a ``scout`` runs
 round 1's CMA-ES in ``RUN/controller_scout`` only to collect round 2's data, then trains the
 controller afresh on all of it (the laptop CarRacing preset: BENCHMARKS.md, "Drive whole tracks").
+With ``refit_vision_epochs`` (an experiment's ``--set``; no preset uses it: on TakeCover it lost 156 tics on
+average) a fresh VAE, memory model and controller train on all episodes after the last round, the rounds'
+models kept in ``RUN/rounds/``.
 """
 
 from __future__ import annotations
