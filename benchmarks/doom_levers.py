@@ -82,16 +82,25 @@ def cma_probe(run: RunDir, preset, seed: int, population: int, rollouts: int, ge
     return result
 
 
-def memory_probe(run: RunDir, preset, seed: int, hidden: int, epochs: int) -> dict:
-    view = RunDir(run.root.parent / f"{run.root.name}_memory{hidden}e{epochs}")
+def probe_view(source: RunDir, name: str, linked: tuple[str, ...]) -> tuple[RunDir, dict | None]:
+    """The probe's run ``ROOT/NAME`` beside ``source``, its ``linked`` parts linked to ``source``'s and its run.json
+    copied; with the probe's result when it has finished already (its ``probe.json``)."""
+    view = RunDir(source.root.parent / name)
     path = view.controller / "probe.json"
     if path.exists():
-        return json.loads(path.read_text())
+        return view, json.loads(path.read_text())
     view.root.mkdir(exist_ok=True)
-    for part in ("episodes", "latents", "vision"):
+    for part in linked:
         if not getattr(view, part).exists():
-            getattr(view, part).symlink_to(getattr(run, part).resolve())
-    shutil.copy(run.meta_path, view.meta_path)
+            getattr(view, part).symlink_to(getattr(source, part).resolve())
+    shutil.copy(source.meta_path, view.meta_path)
+    return view, None
+
+
+def memory_probe(run: RunDir, preset, seed: int, hidden: int, epochs: int) -> dict:
+    view, done = probe_view(run, f"{run.root.name}_memory{hidden}e{epochs}", ("episodes", "latents", "vision"))
+    if done:
+        return done
     t0 = time.perf_counter()
     train_memory(view, replace(preset.memory, hidden_size=hidden, epochs=epochs, patience=epochs, seed=seed),
                  progress=False)
@@ -102,7 +111,7 @@ def memory_probe(run: RunDir, preset, seed: int, hidden: int, epochs: int) -> di
                        f"dreams, {preset.cma.generations} generations", "seed": seed, "memory_seconds": t1 - t0,
               "cma_seconds": time.perf_counter() - t1, "memory_val_loss": summary.get("best_val_loss"),
               "real": score(run, view, preset, seed)}
-    atomic_write_json(path, result)
+    atomic_write_json(view.controller / "probe.json", result)
     return result
 
 
@@ -143,14 +152,9 @@ def pool_probe(run: RunDir, pool: list[int], preset, seed: int, epochs: int) -> 
 
 
 def vision_probe(run: RunDir, preset, seed: int, epochs: int, memory_epochs: int = 60) -> dict:
-    view = RunDir(run.root.parent / f"{run.root.name}_vision{epochs}")
-    path = view.controller / "probe.json"
-    if path.exists():
-        return json.loads(path.read_text())
-    view.root.mkdir(exist_ok=True)
-    if not view.episodes.exists():
-        view.episodes.symlink_to(run.episodes.resolve())
-    shutil.copy(run.meta_path, view.meta_path)
+    view, done = probe_view(run, f"{run.root.name}_vision{epochs}", ("episodes",))
+    if done:
+        return done
     shorter = [e for e in range(epochs - 1, 0, -1) if (run.root.parent / f"{run.root.name}_vision{e}/vision").exists()]
     if shorter and not view.vision.exists():  # the VAE of a shorter probe trains on to E epochs (the stage resumes)
         shutil.copytree(run.root.parent / f"{run.root.name}_vision{shorter[0]}/vision", view.vision)
@@ -164,21 +168,15 @@ def vision_probe(run: RunDir, preset, seed: int, epochs: int, memory_epochs: int
                        f"{preset.memory.hidden_size}, {memory_epochs} epochs; CMA-ES {c.population} x {c.rollouts} "
                        f"dreams, {c.generations} generations", "seed": seed,
               "models_seconds": t1 - t0, "cma_seconds": time.perf_counter() - t1, "real": score(run, view, preset, seed)}
-    atomic_write_json(path, result)
+    atomic_write_json(view.controller / "probe.json", result)
     return result
 
 
 def cell_probe(run: RunDir, preset, seed: int, suffix: str) -> dict:
     base = RunDir(run.root.parent / f"{run.root.name}{suffix}")
-    view = RunDir(run.root.parent / f"{base.root.name}_cell")
-    path = view.controller / "probe.json"
-    if path.exists():
-        return json.loads(path.read_text())
-    view.root.mkdir(exist_ok=True)
-    for part in ("episodes", "latents", "vision"):
-        if not getattr(view, part).exists():
-            getattr(view, part).symlink_to(getattr(base, part).resolve())
-    shutil.copy(base.meta_path, view.meta_path)
+    view, done = probe_view(base, f"{base.root.name}_cell", ("episodes", "latents", "vision"))
+    if done:
+        return done
     shutil.copytree(base.memory, view.memory, dirs_exist_ok=True)
     config = json.loads((view.memory / "config.json").read_text())
     config["config"]["cell_features"] = True  # the same LSTM: only what features(state) returns changes
@@ -189,7 +187,7 @@ def cell_probe(run: RunDir, preset, seed: int, suffix: str) -> dict:
     result = {"probe": f"controller on [z, h, c] in the memory model of {base.root.name}; CMA-ES {c.population} x "
                        f"{c.rollouts} dreams, {c.generations} generations", "seed": seed,
               "cma_seconds": time.perf_counter() - t0, "real": score(run, view, preset, seed)}
-    atomic_write_json(path, result)
+    atomic_write_json(view.controller / "probe.json", result)
     return result
 
 

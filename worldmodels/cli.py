@@ -289,8 +289,9 @@ def cmd_run(args) -> None:
     s = run_pipeline(args.env, run, preset, workers=args.workers, device=args.device, seed=args.seed,
                      preset_name=args.preset)
     print(f"\n{args.env}, preset {args.preset}: real-env scores over {next(iter(s['scores'].values()))['episodes']} episodes")
+    width = max(12, *map(len, s["scores"]))
     for agent, score in s["scores"].items():
-        print(f"  {agent:12s} {score['mean']:8.1f} +- {score['std']:.1f}")
+        print(f"  {agent:{width}s} {score['mean']:8.1f} +- {score['std']:.1f}")
     print("time per stage (s): " + ", ".join(f"{k} {v:.0f}" for k, v in s["seconds"].items()))
     steps = s["real_env_steps"]
     print(f"real env steps used in training: {steps['episodes']} collected + {steps['checks']} in real-env checks")

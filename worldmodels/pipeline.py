@@ -319,17 +319,20 @@ def run_pipeline(env: str, run: RunDir, preset: Preset | str, workers: int | Non
         vision_epochs = p.refit_vision_epochs
         timed("refit_vision", train_vision, run, replace(vision_config, epochs=vision_epochs, patience=vision_epochs),
               progress=progress)
-        for k in range(p.refit_rounds + 1):  # no early stopping: the memory epochs are the refit's budget
-            memory_epochs = p.refit_memory_epochs + k * p.round_memory_epochs
-            refit_memory = replace(memory_config, epochs=memory_epochs, patience=memory_epochs)
-            generations = cma_config.generations + k * p.round_generations
-            if k == 0:
-                timed("refit_memory", train_memory, run, refit_memory, progress=progress)
-                timed("refit_dream", train_cma, run, cma_config, progress=progress)
-            else:
-                next_round(f"refit round {k + 1}/{p.refit_rounds + 1}", run, run, collect_config.episodes + (p.rounds - 1 + k) * p.round_episodes, refit_memory,
-                           generations, prefix="refit_")
-    scored = [("controller", run, "controller")] + ([("rounds_controller", work, "controller")] if work is not run else [])
+
+        def refit_memory(k: int) -> MemoryTrainConfig:  # no early stopping: the epochs are the refit's budget
+            epochs = p.refit_memory_epochs + k * p.round_memory_epochs
+            return replace(memory_config, epochs=epochs, patience=epochs)
+
+        timed("refit_memory", train_memory, run, refit_memory(0), progress=progress)
+        timed("refit_dream", train_cma, run, cma_config, progress=progress)
+        for k in range(1, p.refit_rounds + 1):
+            next_round(f"refit round {k + 1}/{p.refit_rounds + 1}", run, run,
+                       collect_config.episodes + (p.rounds - 1 + k) * p.round_episodes, refit_memory(k),
+                       cma_config.generations + k * p.round_generations, prefix="refit_")
+    scored = [("controller", run, "controller")]
+    if work is not run:
+        scored.append(("rounds_controller", work, "controller"))
     results = {}
     for name, view, agent in scored + [(b, run, b) for b in p.baselines]:  # all on the same episodes
         results[name] = timed(f"eval_{name}", evaluate, view, agent, episodes=p.eval_episodes, workers=workers,
