@@ -1,7 +1,7 @@
 """What limits the doom preset's score: the controller's optimiser or the world model? Probes on finished runs.
 
     python benchmarks/doom_levers.py [--root runs] [--preset doom] [--tag r8] [--set rounds=8 ...] [--seeds 0]
-                                     [--cma POPULATION ROLLOUTS GENERATIONS] [--memory HIDDEN EPOCHS]
+                                     [--cma POPULATION ROLLOUTS GENERATIONS] [--memory HIDDEN EPOCHS [--hit-cost C]]
                                      [--pool SEED ... --pool-epochs EPOCHS] [--vision EPOCHS]
                                      [--cell [SUFFIX]]
 
@@ -14,7 +14,9 @@ controller on the same episodes:
   preset's other settings), in ``RUN/controller_cmaPxRgG``;
 - ``--memory H E``: a fresh memory model of hidden size H trained E epochs (the preset's batches per epoch,
   windows and done weight; no early stopping) on all the run's episodes, then the preset's first-round CMA-ES,
-  in ``ROOT/PRESETTAG_sS_memoryHeE`` (which links the run's episodes, latents and vision).
+  in ``ROOT/PRESETTAG_sS_memoryHeE`` (which links the run's episodes, latents and vision); with ``--hit-cost C``
+  its reward head learns the reward less C at each hit the frames show (``MemoryTrainConfig.hit_cost``), in
+  ``ROOT/PRESETTAG_sS_memoryHeE_hitsC``: the same probe without it is the control.
 - ``--pool S2 S3 ...`` (with ``--pool-epochs E``): more data of the same kind: the episodes of runs S, S2, ... (each
   seed's random and controller episodes) in one run ``ROOT/PRESETTAG_sS_poolS2S3eE``, encoded by run S's VAE, a fresh
   memory model of the preset's size trained E epochs on all of them, then the preset's first-round CMA-ES; beside
@@ -97,17 +99,18 @@ def probe_view(source: RunDir, name: str, linked: tuple[str, ...]) -> tuple[RunD
     return view, None
 
 
-def memory_probe(run: RunDir, preset, seed: int, hidden: int, epochs: int) -> dict:
-    view, done = probe_view(run, f"{run.root.name}_memory{hidden}e{epochs}", ("episodes", "latents", "vision"))
+def memory_probe(run: RunDir, preset, seed: int, hidden: int, epochs: int, hit_cost: float = 0.0) -> dict:
+    hits = f"_hits{hit_cost:g}" if hit_cost else ""
+    view, done = probe_view(run, f"{run.root.name}_memory{hidden}e{epochs}{hits}", ("episodes", "latents", "vision"))
     if done:
         return done
     t0 = time.perf_counter()
-    train_memory(view, replace(preset.memory, hidden_size=hidden, epochs=epochs, patience=epochs, seed=seed),
-                 progress=False)
+    train_memory(view, replace(preset.memory, hidden_size=hidden, epochs=epochs, patience=epochs, seed=seed,
+                               hit_cost=hit_cost), progress=False)
     t1 = time.perf_counter()
     train_cma(view, replace(preset.cma, seed=seed, workers=1), progress=False)
     summary = json.loads((view.memory / "summary.json").read_text())
-    result = {"probe": f"memory h {hidden}, {epochs} epochs; CMA-ES {preset.cma.population} x {preset.cma.rollouts} "
+    result = {"probe": f"memory h {hidden}, {epochs} epochs{f', hit cost {hit_cost:g}' if hit_cost else ''}; CMA-ES {preset.cma.population} x {preset.cma.rollouts} "
                        f"dreams, {preset.cma.generations} generations", "seed": seed, "memory_seconds": t1 - t0,
               "cma_seconds": time.perf_counter() - t1, "memory_val_loss": summary.get("best_val_loss"),
               "real": score(run, view, preset, seed)}
@@ -201,6 +204,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--cma", type=int, nargs=3, metavar=("POPULATION", "ROLLOUTS", "GENERATIONS"))
     parser.add_argument("--memory", type=int, nargs=2, metavar=("HIDDEN", "EPOCHS"))
+    parser.add_argument("--hit-cost", type=float, default=0.0,
+                        help="--memory's reward head learns this cost at each hit the frames show (default 0)")
     parser.add_argument("--pool", type=int, nargs="+", metavar="SEED", help="other seeds whose episodes join")
     parser.add_argument("--pool-epochs", type=int, default=60, help="the pooled memory model's epochs (default 60)")
     parser.add_argument("--vision", type=int, metavar="EPOCHS", help="a fresh VAE's epochs on all the run's episodes")
@@ -218,7 +223,7 @@ def main() -> None:
             raise SystemExit(f"{run.root} is not a finished run of benchmarks/doom.py (no eval/controller.json)")
         own = json.loads((run.eval / "controller.json").read_text())
         results = ([cma_probe(run, preset, seed, *args.cma)] if args.cma else []) + \
-                  ([memory_probe(run, preset, seed, *args.memory)] if args.memory else []) + \
+                  ([memory_probe(run, preset, seed, *args.memory, args.hit_cost)] if args.memory else []) + \
                   ([pool_probe(run, args.pool, preset, seed, args.pool_epochs)] if args.pool else []) + \
                   ([vision_probe(run, preset, seed, args.vision)] if args.vision else []) + \
                   ([cell_probe(run, preset, seed, args.cell)] if args.cell is not None else [])

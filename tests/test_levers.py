@@ -15,6 +15,9 @@ from worldmodels.cli import main
 from worldmodels.core.errors import UserError
 from worldmodels.dream.cma import check_candidates
 from worldmodels.dream.imagine import DreamConfig, dream_starts, initial_latents
+from worldmodels.runs.episodes import list_episodes, load_episode, save_episode
+from worldmodels.runs.rundir import RunDir
+from worldmodels.training.latents import load_latents
 
 
 def write_latents(directory, lengths, z=4):
@@ -55,3 +58,18 @@ def test_the_levers_from_the_command_line(tmp_path_factory, tmp_path):
     assert [(r["generation"], r["candidate"]) for r in history["real"]] == [(1, "mean"), (1, "top1"), (2, "mean"),
                                                                              (2, "top1")]
     assert not (run / "eval" / "results.json").exists()  # checks are not evaluations
+
+
+def test_a_hit_cost_lowers_the_reward_the_memory_model_learns_where_a_frame_flashes_red(tmp_path_factory, tmp_path):
+    run = shutil.copytree(build_trained_catch(tmp_path_factory), tmp_path / "run")
+    path = list_episodes(RunDir(run).episodes)[0]
+    episode = load_episode(path)
+    episode["obs"][3, ..., 0] = 255  # a damage flash in frame 3: step 2 led to it
+    episode["obs"][3, ..., 1:] = 0
+    save_episode(path, **episode)
+    plain, = load_latents(RunDir(run), [0])
+    costed, = load_latents(RunDir(run), [0], hit_cost=7.5)
+    np.testing.assert_allclose(plain["reward"] - costed["reward"], np.eye(len(plain["reward"]))[2] * 7.5)
+    assert main(["train", "memory", "--run", str(run), "--epochs", "1", "--hidden-size", "32", "--seq-len", "8",
+                 "--batch-size", "16", "--hit-cost", "7.5"]) == 0
+    assert "hit_cost=7.5" in json.loads((run / "memory" / "summary.json").read_text())["data"]

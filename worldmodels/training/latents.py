@@ -18,7 +18,7 @@ from worldmodels.runs.artifacts import (
 )
 from worldmodels.runs.episodes import check_episodes, list_episodes, load_episode
 from worldmodels.runs.rundir import CorruptFile, RunDir, atomic_save_npz, atomic_write_json, read_arrays
-from worldmodels.training.labels import done_labels
+from worldmodels.training.labels import done_labels, hit_penalties
 
 LATENT_KEYS = ("mu", "logvar", "action", "reward", "terminated")
 """The arrays of a latent file ``RUN/latents/episode_N.npz``."""
@@ -79,18 +79,20 @@ def smooth_rewards(reward: np.ndarray, window: int) -> np.ndarray:
 
 
 def load_latents(run: RunDir, indices: list[int], reward_smoothing: int = 1,
-                 done_label: str = "terminated") -> list[dict[str, np.ndarray]]:
+                 done_label: str = "terminated", hit_cost: float = 0.0) -> list[dict[str, np.ndarray]]:
     """Latent episodes for memory training: mu/logvar ``[T+1, Z]``, model-side actions ``[T, A]``,
-    reward and done ``[T]`` (done as ``done_label`` says: see ``worldmodels.training.labels``)."""
+    reward and done ``[T]`` (done as ``done_label`` says, the reward less ``hit_cost`` at each hit the frames
+    show: see ``worldmodels.training.labels``)."""
     action_spec = run.action_spec()
     paths = list_episodes(run.latents)
-    frame_paths = list_episodes(run.episodes) if done_label != "terminated" else {}
+    frame_paths = list_episodes(run.episodes) if done_label != "terminated" or hit_cost else {}
     out = []
     for i in indices:
         data = read_arrays(paths[i], LATENT_KEYS)
         frames = read_arrays(frame_paths[i], ("obs",))["obs"] if frame_paths else None
+        reward = data["reward"] - hit_penalties(hit_cost, frames) if hit_cost else data["reward"]
         out.append({"mu": data["mu"], "logvar": data["logvar"],
-                    "reward": smooth_rewards(data["reward"], reward_smoothing),
+                    "reward": smooth_rewards(reward, reward_smoothing),
                     "done": done_labels(done_label, data["terminated"], frames),
                     "action": action_spec.to_model(torch.from_numpy(data["action"])).numpy()})
     return out

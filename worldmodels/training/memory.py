@@ -63,6 +63,9 @@ class MemoryTrainConfig(FitConfig):
     done_label: str = field(default="terminated", metadata={"choices": list(DONE_LABELS)})
     """What the done head learns: the env's termination, or a label read off the frames (carracing-off-track:
     dreams end where the car leaves the track)."""
+    hit_cost: float = 0.0
+    """Subtract this from the reward head's target at each step whose next frame shows a hit (ViZDoom's damage
+    flash: ``labels.doom_hits``), so dreams punish every fireball that lands; 0: the env's reward alone."""
     grad_clip: float = 1.0
     """Clip the gradient norm to this (0: no clipping)."""
     cell_features: bool = False
@@ -71,7 +74,7 @@ class MemoryTrainConfig(FitConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         require_at_least(self, 1, "seq_len", "hidden_size", "batches_per_epoch", "reward_smoothing")
-        require_at_least(self, 0, "reward_weight", "done_weight", "grad_clip")
+        require_at_least(self, 0, "reward_weight", "done_weight", "grad_clip", "hit_cost")
         if self.cell_features and self.kind != "mdn":
             raise UserError(f"--cell-features needs the MDN-RNN (an LSTM's cell state), not --memory {self.kind}")
 
@@ -96,9 +99,9 @@ def fit_memory(run: RunDir, config: MemoryTrainConfig, model_config, target: Pat
     """Train a memory model on the run's latents into the stage directory ``target``; returns ``fit``'s summary."""
     torch.manual_seed(config.seed)
     train_ids, val_ids = split_episodes(list(list_episodes(run.latents)), config.val_fraction, config.seed)
-    train_data = SequenceBatcher(load_latents(run, train_ids, config.reward_smoothing, config.done_label),
+    train_data = SequenceBatcher(load_latents(run, train_ids, config.reward_smoothing, config.done_label, config.hit_cost),
                                  config.seq_len, seed=config.seed)
-    val_data = SequenceBatcher(load_latents(run, val_ids, config.reward_smoothing, config.done_label),
+    val_data = SequenceBatcher(load_latents(run, val_ids, config.reward_smoothing, config.done_label, config.hit_cost),
                                config.seq_len, seed=config.seed + 1)
     model = MEMORY_MODELS[config.kind](model_config).to(device)
     check_memory_fits(model, run, vae)
@@ -152,9 +155,9 @@ def train_memory(run: RunDir, config: MemoryTrainConfig, resume: bool = True, pr
     model_config = memory_model_config(config.kind, vae.z_dim, action_spec.dim, config.hidden_size,
                                        config.reward_weight, config.done_weight, config.cell_features)
     vision_id = weights_id(run.vision)
-    # retrain on new episodes, a new vision model or other targets (smoothed rewards, done labels)
+    # retrain on new episodes, a new vision model or other targets (smoothed rewards, done labels, hit costs)
     data = [vision_id, f"reward_smoothing={config.reward_smoothing}", f"done_label={config.done_label}",
-            *list_episodes(run.latents)]
+            *([f"hit_cost={config.hit_cost}"] if config.hit_cost else []), *list_episodes(run.latents)]
     previous = trained_on_vision(run.memory) if resume else None
     if previous is not None and previous != vision_id:  # its weights read another latent space
         print("memory: the vision model changed since the memory model was trained: training afresh")
