@@ -17,7 +17,8 @@ default its first round's, in ``ROOT/doom_sS/controller_tauT``; with one round a
 tau is the pipeline's controller), its dream
 score (mean survival over ``--dreams`` fresh dreams at that tau, capped as the real game) beside its
 real score on the pipeline's 100 evaluation episodes. Writes ``ROOT/doom_seeds.json`` and
-``ROOT/doom_temperatures.json``; finished temperatures are read back. ``--termination sampled`` trains
+``ROOT/doom_temperatures.json`` (``_sS`` appended for a ``--tau-seed`` S other than 0); finished temperatures are
+read back. ``--termination sampled`` trains
 the table's controllers in dreams that end at the done head's P(done) each step (``RUN/controller_tauT_sampled``,
 ``ROOT/doom_temperatures_sampled.json``). ``--set`` changes preset fields as ``wm run --set`` does (a
 variant of the preset, e.g. ``--set collect.frame_skip=4``); ``--tag`` names its runs ``ROOT/PRESETTAG_sS``
@@ -31,7 +32,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-from dataclasses import asdict, replace
+from dataclasses import MISSING, fields, is_dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +61,23 @@ def variant(env: str, preset: str, sets: list[str]):
     return p
 
 
+def same_settings(config, stored: dict) -> bool:
+    """Whether the (nested) dataclass ``config`` is what a run recorded as ``stored`` (its pipeline.json's settings);
+    a field added since the run counts as the same when ``config`` holds its default."""
+    for f in fields(config):
+        value = getattr(config, f.name)
+        if f.name not in stored:
+            default = f.default_factory() if f.default_factory is not MISSING else f.default
+            if value != default:
+                return False
+        elif is_dataclass(value):
+            if not same_settings(value, stored[f.name]):
+                return False
+        elif json.loads(json.dumps(value)) != stored[f.name]:
+            return False
+    return True
+
+
 def seed_result(env: str, preset: str, root: Path, seed: int, workers: int | None, dreams: int,
                 sets: list[str] = (), tag: str = "") -> dict:
     """One seed's pipeline summary (run or read back) with the controller's and random's survival and
@@ -69,7 +87,7 @@ def seed_result(env: str, preset: str, root: Path, seed: int, workers: int | Non
     path = run.root / "pipeline.json"
     summary = (json.loads(path.read_text()) if path.exists()
                else run_pipeline(env, run, p, workers, seed=seed, preset_name=preset + tag))
-    if summary["settings"] != json.loads(json.dumps(asdict(p))):
+    if not same_settings(p, summary["settings"]):
         raise SystemExit(f"{run.root} holds a finished run of other settings (an earlier {preset} preset?): "
                          "give another --root, or a --tag")
     cap = summary["settings"]["eval_max_steps"]
@@ -249,7 +267,8 @@ def main() -> None:
     print("|---:|---:|---:|")
     for t in taus:
         print(f"| {t['tau']:g} | {t['dream']:.0f} | {t['real']['mean']:.0f} +- {t['real']['std']:.0f} |")
-    suffix = "" if args.termination == "threshold" else f"_{args.termination}"
+    suffix = ("" if args.termination == "threshold" else f"_{args.termination}") + \
+        (f"_s{args.tau_seed}" if args.tau_seed else "")
     atomic_write_json(args.root / f"{args.preset}{args.tag}_temperatures{suffix}.json", {
         "env": args.env, "preset": args.preset, "seed": args.tau_seed, "termination": args.termination,
         "rows": taus, "machine": machine()})
