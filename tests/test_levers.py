@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.test_dream import TINY_CMA, build_trained_catch
+from tests.test_dream import TINY_CMA, build_trained_catch, wm_error
 from worldmodels.cli import main
 from worldmodels.core.errors import UserError
 from worldmodels.dream.cma import check_candidates
@@ -60,7 +60,8 @@ def test_the_levers_from_the_command_line(tmp_path_factory, tmp_path):
     assert not (run / "eval" / "results.json").exists()  # checks are not evaluations
 
 
-def test_a_hit_cost_lowers_the_reward_the_memory_model_learns_where_a_frame_flashes_red(tmp_path_factory, tmp_path):
+def test_a_hit_cost_lowers_the_reward_the_memory_model_learns_where_a_frame_flashes_red(tmp_path_factory, tmp_path,
+                                                                                       capsys):
     run = shutil.copytree(build_trained_catch(tmp_path_factory), tmp_path / "run")
     path = list_episodes(RunDir(run).episodes)[0]
     episode = load_episode(path)
@@ -73,3 +74,4 @@ def test_a_hit_cost_lowers_the_reward_the_memory_model_learns_where_a_frame_flas
     assert main(["train", "memory", "--run", str(run), "--epochs", "1", "--hidden-size", "32", "--seq-len", "8",
                  "--batch-size", "16", "--hit-cost", "7.5"]) == 0
     assert "hit_cost=7.5" in json.loads((run / "memory" / "summary.json").read_text())["data"]
+    assert "--hit-cost must be at least 0" in wm_error(capsys, ["train", "memory", "--run", str(run), "--hit-cost", "-1"])
